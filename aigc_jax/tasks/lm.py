@@ -1,0 +1,153 @@
+"""The decoder-only language model as a family on the one training loop.
+
+Batches are token windows [grad_accum_steps, micro_batch, context + 1]; inputs are
+window[:, :-1], targets window[:, 1:] (next-token prediction).
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax import losses
+from aigc_jax.data import text as text_data
+from aigc_jax.data import tokenizers
+from aigc_jax.models.transformer import TransformerLM, count_params, flops_per_token
+from aigc_jax.tasks import Task
+from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.state import TrainState
+
+# Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
+MODEL_FIELDS = ("task", "model", "data.tokenizer")
+
+
+def load_tokenizer_and_data(config, workdir: str):
+    """The run's tokenizer (reloaded from the workdir when resuming) and its token splits."""
+    splits = text_data.load_text_splits(config.data)
+    if workdir and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)):
+        tokenizer = tokenizers.load_tokenizer(workdir)
+    else:
+        tokenizer = tokenizers.build_tokenizer(config.data.tokenizer, splits.train + splits.validation)
+        if workdir:
+            tokenizers.save_tokenizer(tokenizer, workdir)
+    train_tokens = tokenizer.encode(splits.train)
+    val_tokens = tokenizer.encode(splits.validation)
+    context = config.model.context_length
+    text_data.check_length(train_tokens, context, "training")
+    text_data.check_length(val_tokens, context, "validation")
+    return tokenizer, train_tokens, val_tokens, splits.description
+
+
+def lm_loss(params, tokens, rng, *, model: TransformerLM, z_loss_coef: float, train: bool):
+    """tokens [B, T + 1] -> (objective, (cross-entropy, z-loss)); cross-entropy in nats/token."""
+    logits = model.apply({"params": params}, tokens[:, :-1], deterministic=not train,
+                         rngs={"dropout": rng} if train else None)
+    ce = losses.cross_entropy(logits, tokens[:, 1:])
+    z = losses.z_loss(logits) if z_loss_coef else jnp.zeros(())
+    return ce + z_loss_coef * z, (ce, z)
+
+
+def train_step(state: TrainState, batch, rng, *, model, tx, schedule, z_loss_coef):
+    """One optimizer step over batch [A, b, T + 1], gradients averaged over the A micro-batches."""
+    step_rng = jax.random.fold_in(rng, state.step)
+    grad_fn = jax.value_and_grad(
+        functools.partial(lm_loss, model=model, z_loss_coef=z_loss_coef, train=True), has_aux=True)
+
+    def micro_step(carry, inputs):
+        grads_sum, ce_sum, z_sum = carry
+        index, tokens = inputs
+        (_, (ce, z)), grads = grad_fn(state.params, tokens, jax.random.fold_in(step_rng, index))
+        grads_sum = jax.tree_util.tree_map(jnp.add, grads_sum, grads)
+        return (grads_sum, ce_sum + ce, z_sum + z), None
+
+    num_micro = batch.shape[0]
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+    (grads, ce, z), _ = jax.lax.scan(micro_step, (zeros, 0.0, 0.0), (jnp.arange(num_micro), batch))
+    grads = jax.tree_util.tree_map(lambda g: g / num_micro, grads)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
+    metrics = {
+        "loss": ce / num_micro,
+        "z_loss": z / num_micro,
+        "learning_rate": schedule(state.step),
+        "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads))),
+        "update_norm": jnp.sqrt(sum(jnp.sum(jnp.square(u)) for u in jax.tree_util.tree_leaves(updates))),
+        "param_norm": jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))),
+    }
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def eval_step(state: TrainState, batch, *, model):
+    """batch: {'tokens': [N, T + 1], 'weight': [N]} -> summed nats and token count."""
+    logits = model.apply({"params": state.params}, batch["tokens"][:, :-1], deterministic=True)
+    nats = losses.token_cross_entropy(logits, batch["tokens"][:, 1:])  # [N, T]
+    weight = batch["weight"][:, None] * jnp.ones_like(nats)
+    return {"nats": jnp.sum(nats * weight), "tokens": jnp.sum(weight)}
+
+
+def summarize_eval(sums: dict) -> dict:
+    loss = float(sums["nats"]) / max(float(sums["tokens"]), 1.0)
+    return {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
+
+
+def padded_batches(windows: np.ndarray, batch_size: int) -> list[dict]:
+    """Fixed-shape evaluation batches; the last is padded with zero-weight rows (one compile)."""
+    batches = []
+    for start in range(0, len(windows), batch_size):
+        chunk = windows[start:start + batch_size]
+        weight = np.ones(len(chunk), np.float32)
+        pad = batch_size - len(chunk)
+        if pad:
+            chunk = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), chunk.dtype)])
+            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
+        batches.append({"tokens": chunk, "weight": weight})
+    return batches
+
+
+def build_model(config, vocab_size: int) -> TransformerLM:
+    return TransformerLM.from_config(config.model, vocab_size)
+
+
+def build(config, workdir: str) -> Task:
+    train_cfg = config.train
+    if train_cfg.batch_size % train_cfg.grad_accum_steps:
+        raise ValueError(f"train.batch_size {train_cfg.batch_size} is not divisible by "
+                         f"train.grad_accum_steps {train_cfg.grad_accum_steps}")
+    tokenizer, train_tokens, val_tokens, description = load_tokenizer_and_data(config, workdir)
+    model = build_model(config, tokenizer.vocab_size)
+    tx, schedule = make_optimizer(config.optimizer, train_cfg.num_steps)
+    context = config.model.context_length
+
+    def init(rng):
+        params = model.init(rng, jnp.zeros((1, context), jnp.int32))["params"]
+        return TrainState.create(params, tx)
+
+    def train_batch(step: int) -> np.ndarray:
+        windows = text_data.training_windows(train_tokens, config.seed, step, train_cfg.batch_size, context)
+        return windows.reshape(train_cfg.grad_accum_steps, -1, context + 1)
+
+    eval_windows = text_data.evaluation_windows(val_tokens, config.eval.num_windows, context)
+    eval_set = padded_batches(eval_windows, config.eval.batch_size)
+
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    num_params = count_params(abstract.params)
+    tokens_per_step = train_cfg.batch_size * context
+    return Task(
+        init=init,
+        train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule,
+                                     z_loss_coef=config.loss.z_loss),
+        eval_step=functools.partial(eval_step, model=model),
+        train_batch=train_batch,
+        eval_batches=lambda: eval_set,
+        summarize_eval=summarize_eval,
+        num_params=num_params,
+        items_per_step=tokens_per_step,
+        flops_per_step=flops_per_token(model, num_params, context) * tokens_per_step,
+        description=(f"{description}; {tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}; "
+                     f"{len(train_tokens):,} training and {len(val_tokens):,} validation tokens; "
+                     f"{len(eval_windows)} validation windows"),
+    )

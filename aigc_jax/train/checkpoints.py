@@ -1,0 +1,135 @@
+"""Orbax checkpoints: periodic, atomic, keep the last N, resume from the newest good one.
+
+Orbax writes each step into a temporary directory and renames it when complete, so a
+run killed mid-save leaves the previous checkpoints untouched. A checkpoint that fails
+to restore is reported, moved aside into `corrupt/` (never deleted), and the next older
+one is tried.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is intact but does not fit the state this config builds."""
+
+
+def _key_name(key) -> str:
+    for attr in ("key", "idx", "name"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def state_layout(tree) -> dict[str, tuple]:
+    """{'params.block_0.attn.qkv.kernel': shape, ...}: array names as Orbax stores them."""
+    leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return {".".join(_key_name(k) for k in path): tuple(np.shape(leaf)) for path, leaf in leaves}
+
+
+def saved_layout(metadata) -> dict[str, tuple]:
+    tree = getattr(metadata, "tree", metadata)
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "name"))
+    return {leaf.name: tuple(leaf.shape) for leaf in leaves if hasattr(leaf, "name")}
+
+
+def describe_mismatch(saved: dict, expected: dict) -> str:
+    missing = sorted(set(expected) - set(saved))
+    extra = sorted(set(saved) - set(expected))
+    reshaped = sorted(n for n in set(saved) & set(expected) if saved[n] != expected[n])
+    parts = []
+    if missing:
+        parts.append(f"this config has arrays the checkpoint lacks ({', '.join(missing[:3])})")
+    if extra:
+        parts.append(f"the checkpoint has arrays this config lacks ({', '.join(extra[:3])})")
+    if reshaped:
+        n = reshaped[0]
+        parts.append(f"{n} is {saved[n]} in the checkpoint but {expected[n]} here")
+    return "; ".join(parts)
+
+
+class Checkpointer:
+    def __init__(self, directory: str, keep: int = 3):
+        self.directory = os.path.abspath(directory)
+        self.keep = keep
+        self._open()
+
+    def _open(self) -> None:
+        options = ocp.CheckpointManagerOptions(max_to_keep=self.keep, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_handlers=ocp.StandardCheckpointHandler())
+
+    def steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: Any) -> None:
+        """Starts saving `state` as `step` (asynchronously; `wait` blocks until it is on disk)."""
+        self.manager.save(step, args=ocp.args.StandardSave(state))
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def restore(self, step: int, template: Any) -> Any:
+        abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+    def restore_latest(self, template: Any) -> tuple[Optional[Any], Optional[int]]:
+        """Restores the newest checkpoint that loads; returns (state, step) or (None, None).
+
+        A checkpoint whose arrays do not match the template (a changed model or optimizer)
+        is an error that names the arrays. A checkpoint that fails to load is corrupt: it
+        is moved to `<directory>/../corrupt/<step>` with a warning, and the next older one
+        is tried.
+        """
+        expected = state_layout(template)
+        for step in reversed(self.steps()):
+            try:
+                mismatch = describe_mismatch(saved_layout(self.manager.item_metadata(step)), expected)
+            except Exception as e:  # unreadable metadata: a damaged checkpoint
+                self._report_corrupt(step, e)
+                continue
+            if mismatch:
+                raise CheckpointError(
+                    f"checkpoint at step {step} in {self.directory} does not fit this config: {mismatch}. "
+                    f"A changed model or optimizer setting changes the saved state; resume with the saved "
+                    f"config.json or use a new --workdir")
+            try:
+                return self.restore(step, template), step
+            except Exception as e:  # orbax/tensorstore raise many types for damaged files
+                self._report_corrupt(step, e)
+        return None, None
+
+    def _report_corrupt(self, step: int, error: Exception) -> None:
+        moved = self._quarantine(step)
+        detail = str(error).splitlines()[0][:200] if str(error) else ""
+        message = (f"checkpoint at step {step} is corrupt ({type(error).__name__}: {detail}); moved it to "
+                   f"{moved} and falling back to the previous checkpoint")
+        log.warning(message)
+        print(f"warning: {message}", flush=True)
+
+    def _quarantine(self, step: int) -> str:
+        source = os.path.join(self.directory, str(step))
+        target_root = os.path.join(os.path.dirname(self.directory), "corrupt")
+        os.makedirs(target_root, exist_ok=True)
+        target = os.path.join(target_root, str(step))
+        suffix = 0
+        while os.path.exists(target):
+            suffix += 1
+            target = os.path.join(target_root, f"{step}.{suffix}")
+        shutil.move(source, target)
+        self.manager.close()
+        self._open()
+        return target
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

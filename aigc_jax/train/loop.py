@@ -1,0 +1,217 @@
+"""The one training loop. Every family plugs in through `aigc_jax.tasks.Task`.
+
+The loop owns: compiling the step once (state donated), host-side batch prefetch,
+metrics fetched one step behind (the host never waits on the step it just queued),
+periodic evaluation, Orbax checkpoints with resume, a NaN/Inf guard, JSONL and
+TensorBoard logs, a progress bar, and the end-of-run summary.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Optional
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from aigc_jax import config as config_lib
+from aigc_jax.tasks import build_task, task_module
+from aigc_jax.train.checkpoints import Checkpointer
+from aigc_jax.train.flops import peak_flops_per_device
+from aigc_jax.train.metrics import MetricsWriter
+from aigc_jax.train.prefetch import Prefetcher
+
+CONFIG_FILE = "config.json"
+SUMMARY_FILE = "summary.json"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; nothing was saved after the last finite step."""
+
+
+def check_resume_config(workdir: str, config) -> Optional[dict]:
+    """Refuses a workdir whose saved config differs in a field that changes the model."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise config_lib.ConfigError(f"cannot read the saved config {path!r}: {e}") from None
+    current = config_lib.to_dict(config)
+    changed = config_lib.changed_fields(saved, current, task_module(config.task).MODEL_FIELDS)
+    if changed:
+        field = changed[0]
+        saved_value = config_lib.flatten(saved).get(field, "<absent>")
+        current_value = config_lib.flatten(current).get(field, "<absent>")
+        more = f" (and {len(changed) - 1} more: {', '.join(changed[1:])})" if len(changed) > 1 else ""
+        raise config_lib.ConfigError(
+            f"workdir {workdir!r} holds a run with {field}={saved_value!r}, but this config has "
+            f"{field}={current_value!r}{more}; that changes the model, so it cannot resume. "
+            f"Use the saved value or a new --workdir")
+    return saved
+
+
+def write_json(path: str, payload: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class _Throughput:
+    """Items per second over the steps since the last reading, excluding eval/checkpoint time."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self._start, self._steps = time.perf_counter(), 0
+
+    def tick(self):
+        self._steps += 1
+
+    def read(self) -> tuple[float, float]:
+        elapsed = time.perf_counter() - self._start
+        return self._steps, elapsed
+
+
+def evaluate(eval_step, state, batches, summarize) -> dict:
+    sums = None
+    for batch in batches:
+        out = eval_step(state, batch)
+        sums = out if sums is None else jax.tree_util.tree_map(lambda a, b: a + b, sums, out)
+    return summarize(jax.device_get(sums))
+
+
+def train(config, workdir: str, *, echo=print) -> dict:
+    """Trains `config` in `workdir`, resuming from its newest good checkpoint. Returns the summary."""
+    os.makedirs(workdir, exist_ok=True)
+    check_resume_config(workdir, config)
+    task = build_task(config, workdir)
+    write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config))
+    train_cfg = config.train
+    echo(f"data: {task.description}")
+    echo(f"model: {task.num_params:,} parameters")
+
+    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+    state = jax.jit(task.init)(init_rng)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
+    restored, restored_step = checkpointer.restore_latest(state)
+    if restored is not None:
+        state = restored
+        echo(f"resumed from the checkpoint at step {restored_step}")
+    start = int(jax.device_get(state.step))
+    num_steps = train_cfg.num_steps
+    writer = MetricsWriter(workdir, resume_step=start)
+    peak = peak_flops_per_device(train_cfg.peak_flops_per_device) * jax.device_count()
+    prefetcher = Prefetcher(task.train_batch, stop=num_steps)
+    eval_step = jax.jit(task.eval_step)
+    summary = {"num_params": task.num_params, "start_step": start}
+    run_start = time.perf_counter()
+    progress = tqdm(total=num_steps, initial=start, disable=not train_cfg.progress_bar,
+                    unit="step", dynamic_ncols=True)
+    try:
+        if start == 0:
+            initial = evaluate(eval_step, state, task.eval_batches(), task.summarize_eval)
+            writer.write(0, "eval", initial)
+            echo(f"step 0: validation loss {initial['loss']:.4f}")
+            summary["initial_eval"] = initial
+        if start >= num_steps:
+            echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
+        else:
+            compile_start = time.perf_counter()
+            step_fn = jax.jit(task.train_step, donate_argnums=(0,)).lower(
+                state, prefetcher.get(start), step_rng).compile()
+            summary["compile_seconds"] = time.perf_counter() - compile_start
+            state, summary["last_train"] = _run_steps(
+                task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
+                checkpointer, writer, progress, peak, summary)
+    finally:
+        progress.close()
+        prefetcher.close()
+        checkpointer.close()
+        writer.close()
+    summary["wall_seconds"] = time.perf_counter() - run_start
+    summary["final_step"] = int(jax.device_get(state.step))
+    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+    _echo_summary(summary, echo)
+    return summary
+
+
+def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
+               checkpointer, writer, progress, peak, summary):
+    train_cfg = config.train
+    meter = _Throughput()
+    pending = None  # (step number after the update, metrics on device)
+    last_train = {}
+    evals = []
+
+    def fetch(item):
+        """Waits for one step's metrics; stops on a non-finite loss before anything is saved."""
+        nonlocal last_train
+        step, metrics = item
+        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        if not math.isfinite(values["loss"]):
+            saved = checkpointer.steps()
+            where = (f"the last good checkpoint (step {saved[-1]}) is intact in {checkpointer.directory}"
+                     if saved else "no checkpoint had been saved yet")
+            raise TrainingDiverged(f"training diverged: loss is {values['loss']} at step {step}; "
+                                   f"stopped without saving, {where}")
+        if step % train_cfg.log_every == 0 or step == num_steps:
+            steps, elapsed = meter.read()
+            rate = steps * task.items_per_step / elapsed if elapsed > 0 else 0.0
+            values.update({f"{task.item_name}_seen": step * task.items_per_step,
+                           f"{task.item_name}_per_second": rate,
+                           "step_seconds": elapsed / max(steps, 1)})
+            if peak and task.flops_per_step:
+                values["mfu"] = task.flops_per_step * steps / max(elapsed, 1e-9) / peak
+            writer.write(step, "train", values)
+            progress.set_postfix(loss=f"{values['loss']:.4f}", **{f"{task.item_name}/s": f"{rate:,.0f}"})
+            meter.reset()
+        last_train = values
+
+    for step in range(start, num_steps):
+        batch = prefetcher.get(step)
+        state, metrics = step_fn(state, batch, step_rng)  # queued; runs while we fetch the last one
+        meter.tick()
+        if pending is not None:
+            fetch(pending)
+        pending = (step + 1, metrics)
+        progress.update(1)
+        done = step + 1
+        eval_due = done % train_cfg.eval_every == 0 or done == num_steps
+        save_due = done % train_cfg.checkpoint_every == 0 or done == num_steps
+        if eval_due or save_due:
+            fetch(pending)
+            pending = None
+            if eval_due:
+                result = evaluate(eval_step, state, task.eval_batches(), task.summarize_eval)
+                if task.on_eval is not None:
+                    result.update(task.on_eval(state, done, workdir))
+                writer.write(done, "eval", result)
+                evals.append((done, result))
+                progress.write(f"step {done}: validation loss {result['loss']:.4f}")
+            if save_due:
+                checkpointer.save(done, state)
+            meter.reset()
+    if evals:
+        summary["final_eval"] = evals[-1][1]
+        summary["best_eval_loss"] = min(r["loss"] for _, r in evals)
+    return state, last_train
+
+
+def _echo_summary(summary: dict, echo) -> None:
+    lines = [f"done: step {summary['final_step']} in {summary['wall_seconds']:.1f} s"]
+    if "compile_seconds" in summary:
+        lines.append(f"compile {summary['compile_seconds']:.1f} s")
+    if summary.get("last_train"):
+        lines.append(f"train loss {summary['last_train']['loss']:.4f}")
+    if summary.get("final_eval"):
+        ev = summary["final_eval"]
+        lines.append(", ".join(f"validation {k} {v:.4f}" for k, v in ev.items() if isinstance(v, float)))
+    echo("; ".join(lines))

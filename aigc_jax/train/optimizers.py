@@ -1,0 +1,52 @@
+"""Optimizers and learning-rate schedules built from the `optimizer` config section."""
+from __future__ import annotations
+
+import jax
+import optax
+
+OPTIMIZERS = ("adamw", "lion", "adafactor", "muon")
+
+
+def make_schedule(opt, num_steps: int) -> optax.Schedule:
+    """Linear warm-up from 0 to learning_rate, then cosine decay to min_learning_rate at
+    decay_steps (default: the end of training), or constant."""
+    decay_steps = opt.decay_steps or num_steps
+    if opt.schedule == "cosine":
+        if decay_steps <= opt.warmup_steps:
+            raise ValueError(f"optimizer.decay_steps ({decay_steps}) must exceed optimizer.warmup_steps "
+                             f"({opt.warmup_steps})")
+        return optax.warmup_cosine_decay_schedule(
+            init_value=0.0, peak_value=opt.learning_rate, warmup_steps=opt.warmup_steps,
+            decay_steps=decay_steps, end_value=opt.min_learning_rate)
+    if opt.schedule == "constant":
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, opt.learning_rate, max(opt.warmup_steps, 1)),
+             optax.constant_schedule(opt.learning_rate)], [opt.warmup_steps])
+    raise ValueError(f"unknown optimizer.schedule {opt.schedule!r}; expected 'cosine' or 'constant'")
+
+
+def matrices_only(params):
+    """Weight-decay mask: decay weight matrices and embeddings, not biases or norm scales."""
+    return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
+
+
+def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    schedule = make_schedule(opt, num_steps)
+    if opt.name == "adamw":
+        core = optax.adamw(schedule, b1=opt.beta1, b2=opt.beta2, eps=opt.eps,
+                           weight_decay=opt.weight_decay, mask=matrices_only)
+    elif opt.name == "lion":
+        core = optax.lion(schedule, b1=opt.beta1, b2=opt.beta2, weight_decay=opt.weight_decay, mask=matrices_only)
+    elif opt.name == "adafactor":
+        core = optax.adafactor(schedule, weight_decay_rate=opt.weight_decay or None,
+                               weight_decay_mask=matrices_only)
+    elif opt.name == "muon":
+        if not hasattr(optax, "contrib") or not hasattr(optax.contrib, "muon"):
+            raise ValueError("optimizer.name='muon' needs an optax with optax.contrib.muon")
+        core = optax.contrib.muon(schedule, adam_b1=opt.beta1, adam_b2=opt.beta2,
+                                  weight_decay=opt.weight_decay, weight_decay_mask=matrices_only)
+    else:
+        raise ValueError(f"unknown optimizer.name {opt.name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    if opt.grad_clip > 0:
+        core = optax.chain(optax.clip_by_global_norm(opt.grad_clip), core)
+    return core, schedule

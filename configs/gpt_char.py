@@ -1,0 +1,87 @@
+"""Character-level GPT language model.
+
+Variants (`--config=configs/gpt_char.py:VARIANT`):
+  (none)           4 layers x 128 wide on the embedded standard-library corpus.
+  tiny             2 layers x 32 wide, 20 steps: compiles and runs in seconds (tests).
+  shakespeare_cpu  the well-known CPU recipe for tiny Shakespeare (nanoGPT's
+                   `train_shakespeare_char` shrunk for a laptop): 4 layers, 4 heads,
+                   width 128, context 64, batch 12, 2000 AdamW steps, lr 1e-3 with 100
+                   warm-up steps and cosine decay to 1e-4, betas 0.9/0.99, weight decay
+                   0.1 on matrices, clip 1.0, dropout 0, no biases. Give the text with
+                   --config.data.path=../shared/data/tinyshakespeare.txt
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+    config = ml_collections.ConfigDict()
+    config.task = "lm"
+    config.seed = 0
+
+    config.data = ml_collections.ConfigDict()
+    config.data.corpus = "stdlib"  # embedded default; ignored when data.path is set
+    config.data.path = ""  # a UTF-8 text file: first (1 - val_fraction) trains, the rest validates
+    config.data.tokenizer = "char"  # char | byte
+    config.data.val_fraction = 0.1
+
+    config.model = ml_collections.ConfigDict()
+    config.model.num_layers = 4
+    config.model.num_heads = 4
+    config.model.num_kv_heads = 0  # 0: as many as num_heads (multi-head); 1: multi-query; else grouped
+    config.model.embed_dim = 128
+    config.model.context_length = 64
+    config.model.positions = "learned"  # learned | rope | none
+    config.model.mlp = "gelu"  # gelu | swiglu (hidden width 2/3 * mlp_ratio * C, same parameter count)
+    config.model.mlp_ratio = 4.0
+    config.model.norm = "layernorm"  # layernorm | rmsnorm
+    config.model.parallel_block = False  # PaLM: x + attn(norm(x)) + mlp(norm(x))
+    config.model.use_bias = True
+    config.model.tie_embeddings = True
+    config.model.dropout = 0.0
+    config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
+    config.model.attention_impl = "einsum"  # einsum | xla | cudnn (jax.nn.dot_product_attention)
+    config.model.remat = False  # recompute each block in the backward pass (jax.checkpoint)
+
+    config.loss = ml_collections.ConfigDict()
+    config.loss.z_loss = 0.0  # PaLM's auxiliary coef * (log Z)^2; PaLM used 1e-4
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adamw"
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.min_learning_rate = 1e-4
+    config.optimizer.schedule = "cosine"  # cosine | constant (both after linear warm-up)
+    config.optimizer.warmup_steps = 100
+    config.optimizer.decay_steps = 0  # 0: decay until train.num_steps
+    config.optimizer.beta1 = 0.9
+    config.optimizer.beta2 = 0.99
+    config.optimizer.eps = 1e-8
+    config.optimizer.weight_decay = 0.1  # on matrices only (ndim >= 2), not on biases or norms
+    config.optimizer.grad_clip = 1.0  # global norm; 0 turns clipping off
+
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 2000
+    config.train.batch_size = 12  # sequences per optimizer step, across all micro-batches
+    config.train.grad_accum_steps = 1
+    config.train.log_every = 50
+    config.train.eval_every = 250
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 3
+    config.train.peak_flops_per_device = 0.0  # FLOP/s for MFU; 0: look up the device kind
+    config.train.progress_bar = True
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.num_windows = 512  # fixed validation windows, evenly spaced over the split
+    config.eval.batch_size = 64
+
+    if arg in (None, ""):
+        pass
+    elif arg == "tiny":
+        config.model.update(num_layers=2, num_heads=2, embed_dim=32, context_length=16)
+        config.train.update(num_steps=20, batch_size=4, log_every=5, eval_every=10, checkpoint_every=10)
+        config.optimizer.update(warmup_steps=2)
+        config.eval.update(num_windows=16, batch_size=8)
+    elif arg == "shakespeare_cpu":
+        config.model.use_bias = False  # as nanoGPT's recipe (its `bias = False` default)
+    else:
+        raise ValueError(f"unknown gpt_char variant {arg!r}; expected tiny or shakespeare_cpu")
+    return config

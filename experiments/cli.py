@@ -1,0 +1,63 @@
+"""Shared command-line plumbing: `--config=path.py[:arg]` plus `--config.field=value`
+overrides, and one-line errors for bad input instead of tracebacks."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from absl import app, flags, logging
+
+from aigc_jax.config import ConfigError, load_config
+from aigc_jax.data.text import DataError
+from aigc_jax.data.tokenizers import UnknownCharactersError
+from aigc_jax.train.checkpoints import CheckpointError
+from aigc_jax.train.loop import TrainingDiverged
+
+USER_ERRORS = (ConfigError, DataError, CheckpointError, UnknownCharactersError, TrainingDiverged, FileNotFoundError, ValueError)
+
+flags.DEFINE_string("config", None, "Config file and variant, e.g. configs/gpt_char.py:tiny.")
+
+
+def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Takes `--config.a.b=v` (or `--config.a.b v`) out of argv; returns (overrides, rest)."""
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            body = arg[len("--config."):]
+            if "=" not in body:
+                if i + 1 >= len(argv):
+                    raise ConfigError(f"override {arg!r} has no value")
+                body, i = f"{body}={argv[i + 1]}", i + 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        i += 1
+    return overrides, rest
+
+
+def config_from_flags(overrides: list[str]):
+    if not flags.FLAGS.config:
+        raise ConfigError("--config is required, e.g. --config=configs/gpt_char.py:tiny")
+    return load_config(flags.FLAGS.config, overrides)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """Runs main(overrides) under absl; user errors print one line and exit with status 2."""
+    try:
+        overrides, argv = split_overrides(sys.argv)
+    except ConfigError as e:
+        sys.exit(f"error: {e}")
+
+    def wrapped(_argv):
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+        try:
+            main(overrides)
+        except TrainingDiverged as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(1)
+        except USER_ERRORS as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(wrapped, argv=argv)

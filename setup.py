@@ -1,0 +1,27 @@
+"""Installs aigc_jax: `pip install -e .` (library), `pip install -e '.[test]'` (tests)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="aigc_jax",
+    version="0.1.0",
+    description="Small, faithful JAX implementations of the generative models behind AI-generated content.",
+    python_requires=">=3.10",
+    packages=find_packages(include=["aigc_jax", "aigc_jax.*"]),
+    install_requires=[
+        "jax>=0.4.30",
+        "flax>=0.8",
+        "optax>=0.2.2",
+        "orbax-checkpoint>=0.5",
+        "ml-collections>=0.1.1",
+        "absl-py",
+        "numpy",
+        "tqdm",
+        "matplotlib",
+        "scikit-learn",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        # The PyTorch eager reference of experiments/bench_lm.py.
+        "bench": ["torch"],
+    },
+)

@@ -1,0 +1,34 @@
+import os
+import random
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running; deselect with -m 'not slow'")
+
+
+def config_path(name: str) -> str:
+    return os.path.join(REPO, "configs", name)
+
+
+@pytest.fixture(scope="session")
+def small_text_file(tmp_path_factory) -> str:
+    """A 30k-character English-like text with a small alphabet, made from a seed."""
+    rng = random.Random(0)
+    words = ("the model learns to predict the next character of a text one step at a time "
+             "and a generator plays against a discriminator in a minimax game").split()
+    lines = [" ".join(rng.choice(words) for _ in range(rng.randint(4, 12))) + "." for _ in range(600)]
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture
+def tiny_lm_config(small_text_file):
+    from aigc_jax.config import load_config
+    return load_config(config_path("gpt_char.py:tiny"),
+                       [f"data.path={small_text_file}", "train.progress_bar=false"])

@@ -1,0 +1,200 @@
+"""The one training loop, end to end on a tiny LM: logs, checkpoints, resume and bad input."""
+import glob
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax.config import ConfigError, apply_overrides
+from aigc_jax.data.text import DataError
+from aigc_jax.tasks import build_task
+from aigc_jax.train import loop
+from aigc_jax.train.checkpoints import CheckpointError, Checkpointer
+from aigc_jax.train.metrics import read_metrics
+from aigc_jax.train.tensorboard import masked_crc32c
+from tests.conftest import REPO, config_path
+
+
+def quiet(*_args):
+    pass
+
+
+def final_params(config, workdir):
+    """The parameters of the newest checkpoint in workdir."""
+    task = build_task(config, workdir)
+    template = jax.jit(task.init)(jax.random.key(0))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    state, step = checkpointer.restore_latest(template)
+    checkpointer.close()
+    return state, step
+
+
+def read_tensorboard_records(path):
+    records = []
+    with open(path, "rb") as f:
+        data = f.read()
+    offset = 0
+    while offset < len(data):
+        (length,) = struct.unpack("<Q", data[offset:offset + 8])
+        (length_crc,) = struct.unpack("<I", data[offset + 8:offset + 12])
+        payload = data[offset + 12:offset + 12 + length]
+        (payload_crc,) = struct.unpack("<I", data[offset + 12 + length:offset + 16 + length])
+        assert length_crc == masked_crc32c(data[offset:offset + 8])
+        assert payload_crc == masked_crc32c(payload)
+        records.append(payload)
+        offset += 16 + length
+    return records
+
+
+def test_run_writes_logs_config_checkpoints_and_learns(tiny_lm_config, tmp_path):
+    config = apply_overrides(tiny_lm_config, ["train.num_steps=40", "train.eval_every=20"])
+    workdir = str(tmp_path / "run")
+    summary = loop.train(config, workdir, echo=quiet)
+    train_records = read_metrics(workdir, "train")
+    eval_records = read_metrics(workdir, "eval")
+    assert [r["step"] for r in eval_records] == [0, 20, 40]
+    assert eval_records[-1]["loss"] < eval_records[0]["loss"] - 0.2
+    assert [r["step"] for r in train_records] == list(range(5, 41, 5))
+    for key in ("loss", "learning_rate", "grad_norm", "param_norm", "update_norm", "tokens_seen",
+                "tokens_per_second"):
+        assert all(np.isfinite(r[key]) for r in train_records), key
+    assert train_records[-1]["tokens_seen"] == 40 * 4 * 16
+    ev = eval_records[-1]
+    assert ev["bits_per_token"] == pytest.approx(ev["loss"] / np.log(2))
+    assert ev["perplexity"] == pytest.approx(np.exp(ev["loss"]))
+    assert json.load(open(os.path.join(workdir, "config.json")))["model"]["num_layers"] == 2
+    assert os.path.exists(os.path.join(workdir, "tokenizer.json"))
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [20, 30, 40]
+    assert summary["final_step"] == 40 and summary["final_eval"]["loss"] == ev["loss"]
+    events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
+    assert len(events) == 1
+    records = read_tensorboard_records(events[0])
+    assert b"brain.Event:2" in records[0]
+    assert any(b"train/loss" in r for r in records) and any(b"eval/loss" in r for r in records)
+
+
+def test_resume_continues_from_the_checkpoint_and_matches(tiny_lm_config, tmp_path):
+    # The schedule's length is pinned, so a 10-step run is a true prefix of the 20-step one.
+    tiny_lm_config = apply_overrides(tiny_lm_config, ["optimizer.decay_steps=20"])
+    straight = str(tmp_path / "straight")
+    loop.train(tiny_lm_config, straight, echo=quiet)
+    resumed = str(tmp_path / "resumed")
+    loop.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=10"]),
+               resumed, echo=quiet)
+    messages = []
+    loop.train(tiny_lm_config, resumed, echo=messages.append)
+    assert "resumed from the checkpoint at step 10" in messages
+    a, _ = final_params(tiny_lm_config, straight)
+    b, _ = final_params(tiny_lm_config, resumed)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert [r["step"] for r in read_metrics(resumed, "eval")] == [0, 10, 20]
+
+
+def test_changed_model_field_is_refused_and_nothing_is_lost(tiny_lm_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    loop.train(tiny_lm_config, workdir, echo=quiet)
+    before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+    saved_config = open(os.path.join(workdir, "config.json")).read()
+    changed = apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["model.num_layers=3"])
+    with pytest.raises(ConfigError, match="model.num_layers=2.*model.num_layers=3"):
+        loop.train(changed, workdir, echo=quiet)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+    assert open(os.path.join(workdir, "config.json")).read() == saved_config
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_lm_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    loop.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=10"]),
+               workdir, echo=quiet)
+    exploding = apply_overrides(tiny_lm_config.copy_and_resolve_references(),
+                                ["optimizer.learning_rate=1e38", "optimizer.min_learning_rate=1e37"])
+    with pytest.raises(loop.TrainingDiverged, match=r"loss is (nan|inf) at step 1[1-9].*step 10\) is intact"):
+        loop.train(exploding, workdir, echo=quiet)
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [10]
+    state, step = final_params(tiny_lm_config, workdir)
+    assert step == 10 and all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(state.params))
+
+
+def test_checkpoint_of_a_different_optimizer_is_named_not_discarded(tiny_lm_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    loop.train(tiny_lm_config, workdir, echo=quiet)
+    unclipped = apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["optimizer.grad_clip=0.0"])
+    with pytest.raises(CheckpointError, match="step 20 .* does not fit this config: .*opt_state"):
+        loop.train(unclipped, workdir, echo=quiet)
+    assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [10, 20]
+    assert not os.path.exists(os.path.join(workdir, "corrupt"))
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_lm_config, tmp_path, capsys):
+    workdir = str(tmp_path / "run")
+    loop.train(tiny_lm_config, workdir, echo=quiet)
+    for path in glob.glob(os.path.join(workdir, "checkpoints", "20", "**", "d", "*"), recursive=True):
+        size = os.path.getsize(path)
+        with open(path, "wb") as f:
+            f.write(b"\x00garbage" * (size // 8 + 1))
+    messages = []
+    loop.train(tiny_lm_config, workdir, echo=messages.append)
+    assert "checkpoint at step 20 is corrupt" in capsys.readouterr().out
+    assert "resumed from the checkpoint at step 10" in messages
+    assert os.path.isdir(os.path.join(workdir, "corrupt", "20"))  # kept for inspection, not deleted
+    assert 20 in [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))]
+
+
+def test_bad_data_fails_before_anything_is_written(tiny_lm_config, tmp_path):
+    cases = {
+        "missing": (str(tmp_path / "nope.txt"), "does not exist"),
+        "empty": ("", "is empty"),
+        "short": ("abc\n" * 20, "fewer than context"),
+    }
+    for name, (content, message) in cases.items():
+        if name == "missing":
+            path = content
+        else:
+            path = str(tmp_path / f"{name}.txt")
+            open(path, "w").write(content)
+        config = apply_overrides(tiny_lm_config.copy_and_resolve_references(), [f"data.path={path}"])
+        workdir = tmp_path / f"run_{name}"
+        with pytest.raises(DataError, match=message):
+            loop.train(config, str(workdir), echo=quiet)
+        assert not (workdir / "checkpoints").exists()
+
+
+def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
+    """A run killed with SIGKILL mid-training and resumed ends with the same parameters."""
+    overrides = [f"--config.data.path={small_text_file}", "--config.train.progress_bar=false",
+                 "--config.train.num_steps=3000", "--config.train.checkpoint_every=100",
+                 "--config.train.eval_every=1000", "--config.train.log_every=100"]
+    command = [sys.executable, "-m", "experiments.train", f"--config={config_path('gpt_char.py:tiny')}"]
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(command + [f"--workdir={killed}"] + overrides, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        steps = [s for s in os.listdir(killed / "checkpoints")] if (killed / "checkpoints").exists() else []
+        if any(s.isdigit() and int(s) >= 200 for s in steps):
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    steps = sorted(int(s) for s in os.listdir(killed / "checkpoints") if s.isdigit())
+    assert steps and steps[-1] < 3000, f"the run was not killed mid-training: {steps}"
+    subprocess.run(command + [f"--workdir={killed}"] + overrides, cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    straight = tmp_path / "straight"
+    subprocess.run(command + [f"--workdir={straight}"] + overrides, cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from aigc_jax.config import load_config
+    config = load_config(config_path("gpt_char.py:tiny"), [o[len("--config."):] for o in overrides])
+    a, step_a = final_params(config, str(killed))
+    b, step_b = final_params(config, str(straight))
+    assert step_a == step_b == 3000
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+        np.testing.assert_array_equal(x, y)
