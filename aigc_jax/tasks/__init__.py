@@ -11,6 +11,10 @@ from typing import Any, Callable, Iterable, Optional
 
 TASK_MODULES = {
     "lm": "aigc_jax.tasks.lm",
+    "seq2seq": "aigc_jax.tasks.seq2seq",
+    "gan": "aigc_jax.tasks.gan",
+    "vae": "aigc_jax.tasks.vae",
+    "flow": "aigc_jax.tasks.flow",
 }
 
 
@@ -27,6 +31,7 @@ class Task:
     eval_batches() -> the fixed evaluation batches.
     summarize_eval(sums) -> reported evaluation metrics.
     on_eval(state, step, workdir) -> extra metrics (e.g. writes sample images); optional.
+    Every train metric must stay finite: the loop stops the run at the first NaN/Inf.
     """
     init: Callable
     train_step: Callable
@@ -39,6 +44,7 @@ class Task:
     item_name: str = "tokens"
     flops_per_step: float = 0.0  # model FLOPs of one optimizer step; 0 if not known
     description: str = ""
+    headline_metrics: tuple = ("loss",)  # train metrics shown on the progress bar
     on_eval: Optional[Callable] = None
 
 

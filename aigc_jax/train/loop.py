@@ -80,6 +80,10 @@ class _Throughput:
         return self._steps, elapsed
 
 
+def format_eval(result: dict) -> str:
+    return ", ".join(f"validation {k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+
+
 def evaluate(eval_step, state, batches, summarize) -> dict:
     sums = None
     for batch in batches:
@@ -119,7 +123,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
         if start == 0:
             initial = evaluate(eval_step, state, task.eval_batches(), task.summarize_eval)
             writer.write(0, "eval", initial)
-            echo(f"step 0: validation loss {initial['loss']:.4f}")
+            echo(f"step 0: {format_eval(initial)}")
             summary["initial_eval"] = initial
         if start >= num_steps:
             echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
@@ -139,7 +143,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
     summary["wall_seconds"] = time.perf_counter() - run_start
     summary["final_step"] = int(jax.device_get(state.step))
     write_json(os.path.join(workdir, SUMMARY_FILE), summary)
-    _echo_summary(summary, echo)
+    _echo_summary(summary, task.headline_metrics, echo)
     return summary
 
 
@@ -156,11 +160,12 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
         nonlocal last_train
         step, metrics = item
         values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        if not math.isfinite(values["loss"]):
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
             saved = checkpointer.steps()
             where = (f"the last good checkpoint (step {saved[-1]}) is intact in {checkpointer.directory}"
                      if saved else "no checkpoint had been saved yet")
-            raise TrainingDiverged(f"training diverged: loss is {values['loss']} at step {step}; "
+            raise TrainingDiverged(f"training diverged: {bad[0]} is {values[bad[0]]} at step {step}; "
                                    f"stopped without saving, {where}")
         if step % train_cfg.log_every == 0 or step == num_steps:
             steps, elapsed = meter.read()
@@ -171,7 +176,8 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
             if peak and task.flops_per_step:
                 values["mfu"] = task.flops_per_step * steps / max(elapsed, 1e-9) / peak
             writer.write(step, "train", values)
-            progress.set_postfix(loss=f"{values['loss']:.4f}", **{f"{task.item_name}/s": f"{rate:,.0f}"})
+            shown = {k: f"{values[k]:.4f}" for k in task.headline_metrics if k in values}
+            progress.set_postfix(**shown, **{f"{task.item_name}/s": f"{rate:,.0f}"})
             meter.reset()
         last_train = values
 
@@ -195,23 +201,24 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
                     result.update(task.on_eval(state, done, workdir))
                 writer.write(done, "eval", result)
                 evals.append((done, result))
-                progress.write(f"step {done}: validation loss {result['loss']:.4f}")
+                progress.write(f"step {done}: {format_eval(result)}")
             if save_due:
                 checkpointer.save(done, state)
             meter.reset()
     if evals:
         summary["final_eval"] = evals[-1][1]
-        summary["best_eval_loss"] = min(r["loss"] for _, r in evals)
+        if all("loss" in r for _, r in evals):
+            summary["best_eval_loss"] = min(r["loss"] for _, r in evals)
     return state, last_train
 
 
-def _echo_summary(summary: dict, echo) -> None:
+def _echo_summary(summary: dict, headline: tuple, echo) -> None:
     lines = [f"done: step {summary['final_step']} in {summary['wall_seconds']:.1f} s"]
     if "compile_seconds" in summary:
         lines.append(f"compile {summary['compile_seconds']:.1f} s")
     if summary.get("last_train"):
-        lines.append(f"train loss {summary['last_train']['loss']:.4f}")
+        lines.append(", ".join(f"train {k} {v:.4f}" for k, v in summary["last_train"].items()
+                               if k in headline))
     if summary.get("final_eval"):
-        ev = summary["final_eval"]
-        lines.append(", ".join(f"validation {k} {v:.4f}" for k, v in ev.items() if isinstance(v, float)))
+        lines.append(format_eval(summary["final_eval"]))
     echo("; ".join(lines))
