@@ -137,3 +137,22 @@ def changed_fields(saved: dict, current: dict, prefixes: Iterable[str]) -> list[
     names = sorted(n for n in set(saved_flat) | set(current_flat)
                    if any(n == p or n.startswith(p + ".") for p in prefixes))
     return [n for n in names if saved_flat.get(n, "<absent>") != current_flat.get(n, "<absent>")]
+
+
+SAVED_CONFIG_FILE = "config.json"
+
+
+def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
+    """The resolved config a training run saved in its workdir, locked."""
+    path = os.path.join(workdir, SAVED_CONFIG_FILE)
+    if not os.path.isdir(workdir):
+        raise ConfigError(f"workdir {workdir!r} does not exist")
+    if not os.path.exists(path):
+        raise ConfigError(f"workdir {workdir!r} has no {SAVED_CONFIG_FILE}: is it a training workdir?")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = ml_collections.ConfigDict(json.load(f))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"cannot read the saved config {path!r}: {e}") from None
+    config.lock()
+    return config

@@ -24,7 +24,7 @@ from aigc_jax.train.flops import peak_flops_per_device
 from aigc_jax.train.metrics import MetricsWriter
 from aigc_jax.train.prefetch import Prefetcher
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = config_lib.SAVED_CONFIG_FILE
 SUMMARY_FILE = "summary.json"
 
 
