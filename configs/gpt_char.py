@@ -73,6 +73,12 @@ def get_config(arg=None):
     config.eval.num_windows = 512  # fixed validation windows, evenly spaced over the split
     config.eval.batch_size = 64
 
+    # Devices per mesh axis (-1: all the rest); see aigc_jax/parallel.py and the README.
+    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+    # Multi-process runs: or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
+    config.distributed = ml_collections.ConfigDict(
+        {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
+
     if arg in (None, ""):
         pass
     elif arg == "tiny":

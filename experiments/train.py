@@ -7,6 +7,7 @@ Running the same command again with the same workdir resumes from the newest che
 """
 from absl import flags
 
+from aigc_jax import parallel
 from aigc_jax.train.loop import train
 from experiments import cli
 
@@ -17,6 +18,7 @@ def main(overrides):
     config = cli.config_from_flags(overrides)
     if not flags.FLAGS.workdir:
         raise cli.ConfigError("--workdir is required")
+    parallel.initialize_distributed(config.get("distributed"))  # multi-host runs; before any computation
     train(config, flags.FLAGS.workdir)
 
 

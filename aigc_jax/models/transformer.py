@@ -17,6 +17,19 @@ Array = jax.Array
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
+# Parameter path regex -> logical axes (aigc_jax.parallel maps them to mesh axes).
+SHARDING_RULES = (
+    (r"token_embed\.embedding$", ("vocab", "embed")),
+    (r"pos_embed\.embedding$", ("length", "embed")),
+    (r"attn\.(qkv|q|kv)\.kernel$", ("embed", "heads")),
+    (r"attn\.(qkv|q|kv)\.bias$", ("heads",)),
+    (r"attn\.out\.kernel$", ("heads", "embed")),
+    (r"mlp\.up\.kernel$", ("embed", "mlp")),
+    (r"mlp\.up\.bias$", ("mlp",)),
+    (r"mlp\.down\.kernel$", ("mlp", "embed")),
+    (r"lm_head\.kernel$", ("embed", "vocab")),
+)
+
 
 class Block(nn.Module):
     """Pre-norm Transformer block.

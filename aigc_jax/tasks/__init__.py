@@ -45,6 +45,8 @@ class Task:
     flops_per_step: float = 0.0  # model FLOPs of one optimizer step; 0 if not known
     description: str = ""
     headline_metrics: tuple = ("loss",)  # train metrics shown on the progress bar
+    sharding_rules: tuple = ()  # (param path regex, logical axes); unmatched parameters are replicated
+    train_batch_axis: int = 0  # the example axis of train batches, split over data x fsdp
     on_eval: Optional[Callable] = None
 
 

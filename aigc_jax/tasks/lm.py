@@ -16,7 +16,7 @@ import numpy as np
 from aigc_jax import losses
 from aigc_jax.data import text as text_data
 from aigc_jax.data import tokenizers
-from aigc_jax.models.transformer import TransformerLM, count_params, flops_per_token
+from aigc_jax.models.transformer import SHARDING_RULES, TransformerLM, count_params, flops_per_token
 from aigc_jax.tasks import Task
 from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
@@ -147,6 +147,8 @@ def build(config, workdir: str) -> Task:
         num_params=num_params,
         items_per_step=tokens_per_step,
         flops_per_step=flops_per_token(model, num_params, context) * tokens_per_step,
+        sharding_rules=SHARDING_RULES,
+        train_batch_axis=1,  # [grad_accum_steps, micro_batch, context + 1]
         description=(f"{description}; {tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}; "
                      f"{len(train_tokens):,} training and {len(val_tokens):,} validation tokens; "
                      f"{len(eval_windows)} validation windows"),

@@ -18,10 +18,12 @@ import numpy as np
 from tqdm import tqdm
 
 from aigc_jax import config as config_lib
+from aigc_jax import parallel
 from aigc_jax.tasks import build_task, task_module
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.flops import peak_flops_per_device
-from aigc_jax.train.metrics import MetricsWriter
+from aigc_jax.train.metrics import MetricsWriter, NullWriter
+from aigc_jax.train.placement import place
 from aigc_jax.train.prefetch import Prefetcher
 
 CONFIG_FILE = config_lib.SAVED_CONFIG_FILE
@@ -97,13 +99,18 @@ def train(config, workdir: str, *, echo=print) -> dict:
     os.makedirs(workdir, exist_ok=True)
     check_resume_config(workdir, config)
     task = build_task(config, workdir)
-    write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config))
+    if jax.process_index() == 0:
+        write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config))
     train_cfg = config.train
     echo(f"data: {task.description}")
     echo(f"model: {task.num_params:,} parameters")
 
+    mesh = parallel.make_mesh(config.get("mesh"))
+    if jax.process_count() > 1 or mesh.size > 1:
+        echo(f"mesh: {dict(mesh.shape)} over {mesh.size} devices in {jax.process_count()} process(es)")
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    state = jax.jit(task.init)(init_rng)
+    placement = place(task, mesh, init_rng)
+    state = placement.init(task, init_rng)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     restored, restored_step = checkpointer.restore_latest(state)
     if restored is not None:
@@ -111,17 +118,21 @@ def train(config, workdir: str, *, echo=print) -> dict:
         echo(f"resumed from the checkpoint at step {restored_step}")
     start = int(jax.device_get(state.step))
     num_steps = train_cfg.num_steps
-    writer = MetricsWriter(workdir, resume_step=start)
+    writer = MetricsWriter(workdir, resume_step=start) if jax.process_index() == 0 else NullWriter()
     peak = peak_flops_per_device(train_cfg.peak_flops_per_device) * jax.device_count()
-    prefetcher = Prefetcher(task.train_batch, stop=num_steps)
-    eval_step = jax.jit(task.eval_step)
+    prefetcher = Prefetcher(lambda step: placement.put_train(task.train_batch(step)), stop=num_steps)
+    device_eval_batches = [placement.put_eval(b) for b in task.eval_batches()]
+    eval_step = placement.jit_eval_step(task)
+    lead = jax.process_index() == 0
+    if not lead:
+        echo = lambda *_args: None  # noqa: E731 - one process speaks for the run
     summary = {"num_params": task.num_params, "start_step": start}
     run_start = time.perf_counter()
-    progress = tqdm(total=num_steps, initial=start, disable=not train_cfg.progress_bar,
+    progress = tqdm(total=num_steps, initial=start, disable=not (train_cfg.progress_bar and lead),
                     unit="step", dynamic_ncols=True)
     try:
         if start == 0:
-            initial = evaluate(eval_step, state, task.eval_batches(), task.summarize_eval)
+            initial = evaluate(eval_step, state, device_eval_batches, task.summarize_eval)
             writer.write(0, "eval", initial)
             echo(f"step 0: {format_eval(initial)}")
             summary["initial_eval"] = initial
@@ -129,12 +140,11 @@ def train(config, workdir: str, *, echo=print) -> dict:
             echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
         else:
             compile_start = time.perf_counter()
-            step_fn = jax.jit(task.train_step, donate_argnums=(0,)).lower(
-                state, prefetcher.get(start), step_rng).compile()
+            step_fn = placement.jit_train_step(task).lower(state, prefetcher.get(start), step_rng).compile()
             summary["compile_seconds"] = time.perf_counter() - compile_start
             state, summary["last_train"] = _run_steps(
                 task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-                checkpointer, writer, progress, peak, summary)
+                device_eval_batches, checkpointer, writer, progress, peak, summary)
     finally:
         progress.close()
         prefetcher.close()
@@ -142,13 +152,14 @@ def train(config, workdir: str, *, echo=print) -> dict:
         writer.close()
     summary["wall_seconds"] = time.perf_counter() - run_start
     summary["final_step"] = int(jax.device_get(state.step))
-    write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+    if lead:
+        write_json(os.path.join(workdir, SUMMARY_FILE), summary)
     _echo_summary(summary, task.headline_metrics, echo)
     return summary
 
 
 def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-               checkpointer, writer, progress, peak, summary):
+               eval_batches, checkpointer, writer, progress, peak, summary):
     train_cfg = config.train
     meter = _Throughput()
     pending = None  # (step number after the update, metrics on device)
@@ -196,7 +207,7 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
             fetch(pending)
             pending = None
             if eval_due:
-                result = evaluate(eval_step, state, task.eval_batches(), task.summarize_eval)
+                result = evaluate(eval_step, state, eval_batches, task.summarize_eval)
                 if task.on_eval is not None:
                     result.update(task.on_eval(state, done, workdir))
                 writer.write(done, "eval", result)

@@ -54,6 +54,16 @@ class MetricsWriter:
             self._events.close()
 
 
+class NullWriter:
+    """Stands in for MetricsWriter on the processes that do not write logs."""
+
+    def write(self, step: int, kind: str, values: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _step_of(line: str) -> int:
     try:
         return int(json.loads(line)["step"])

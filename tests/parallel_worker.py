@@ -1,0 +1,116 @@
+"""Multi-device checks, run in a subprocess whose XLA_FLAGS fake N CPU devices.
+
+  python tests/parallel_worker.py meshes TEXT OUT.json
+  python tests/parallel_worker.py process ID PORT TEXT OUT.json   (one of two processes)
+  python tests/parallel_worker.py single TEXT OUT.json             (the same in one process)
+  python tests/parallel_worker.py save TEXT WORKDIR MESH OUT.npz   (train a few steps on MESH, dump params)
+  python tests/parallel_worker.py restore TEXT WORKDIR MESH OUT.npz (restore on MESH, dump params)
+"""
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+
+from aigc_jax import parallel
+from aigc_jax.config import load_config
+from aigc_jax.tasks import build_task
+from aigc_jax.train import loop
+from aigc_jax.train.checkpoints import Checkpointer
+from aigc_jax.train.placement import place
+
+CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "gpt_char.py:tiny")
+MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 1, 8)]
+
+
+def tiny_config(text, mesh=(-1, 1, 1), extra=()):
+    data, fsdp, tensor = mesh
+    return load_config(CONFIG, [f"data.path={text}", "train.progress_bar=false", "train.batch_size=8",
+                                "eval.batch_size=8", f"mesh.data={data}", f"mesh.fsdp={fsdp}",
+                                f"mesh.tensor={tensor}", *extra])
+
+
+def train_steps(task, mesh, num_steps=3):
+    """Three optimizer steps (the first Adam step is nearly sign(g) and would hide differences)."""
+    init_rng, step_rng = jax.random.split(jax.random.key(0))
+    placement = place(task, mesh, init_rng)
+    state = placement.init(task, init_rng)
+    step = placement.jit_train_step(task)
+    for i in range(num_steps):
+        state, metrics = step(state, placement.put_train(task.train_batch(i)), step_rng)
+    return state, metrics
+
+
+def gather(tree):
+    from jax.experimental import multihost_utils
+    return jax.tree_util.tree_map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def flat(tree):
+    return {parallel.path_name(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def meshes(text, out):
+    task = build_task(tiny_config(text), "")
+    reference, ref_metrics = train_steps(task, parallel.make_mesh(None, jax.devices()[:1]))
+    ref_params = flat(reference.params)
+    results = {}
+    for shape in MESHES:
+        mesh = parallel.make_mesh(dict(zip(parallel.MESH_AXES, shape)))
+        state, metrics = train_steps(task, mesh)
+        params = flat(state.params)
+        sharded = [parallel.path_name(p) for p, x in jax.tree_util.tree_flatten_with_path(state.params)[0]
+                   if not x.sharding.is_fully_replicated]
+        opt_sharded = [parallel.path_name(p) for p, x in jax.tree_util.tree_flatten_with_path(state.opt_state)[0]
+                       if not x.sharding.is_fully_replicated]
+        results[str(shape)] = {
+            "loss_diff": abs(float(metrics["loss"]) - float(ref_metrics["loss"])),
+            "max_param_diff": max(float(np.max(np.abs(params[k] - ref_params[k]))) for k in ref_params),
+            "sharded_params": sharded,
+            "sharded_opt_leaves": len(opt_sharded),
+            "qkv_spec": [a if a is None or isinstance(a, str) else list(a)
+                         for a in state.params["block_0"]["attn"]["qkv"]["kernel"].sharding.spec],
+        }
+    json.dump(results, open(out, "w"))
+
+
+def process(pid, port, text, out):
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=int(pid))
+    assert jax.device_count() == 8 and jax.local_device_count() == 4
+    single(text, out)
+
+
+def single(text, out):
+    """Three steps on meshes (8,1,1) and (2,2,2); process 0 writes loss and gathered parameters."""
+    task = build_task(tiny_config(text), "")
+    results = {}
+    for shape in [(8, 1, 1), (2, 2, 2)]:
+        state, metrics = train_steps(task, parallel.make_mesh(dict(zip(parallel.MESH_AXES, shape))))
+        params = gather(state.params)
+        results[str(shape)] = {"loss": float(gather(metrics["loss"])),
+                               "params": {k: v.tolist() for k, v in flat(params).items()}}
+    if jax.process_index() == 0:
+        json.dump(results, open(out, "w"))
+
+
+def save(text, workdir, mesh, out):
+    config = tiny_config(text, tuple(int(x) for x in mesh.split(",")), ["train.num_steps=10"])
+    loop.train(config, workdir, echo=lambda *_: None)
+    restore(text, workdir, mesh, out)
+
+
+def restore(text, workdir, mesh, out):
+    config = tiny_config(text, tuple(int(x) for x in mesh.split(",")), ["train.num_steps=10"])
+    task = build_task(config, workdir)
+    rng = jax.random.split(jax.random.key(config.seed))[0]
+    placement = place(task, parallel.make_mesh(config.mesh), rng)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    state, step = checkpointer.restore_latest(placement.init(task, rng))
+    checkpointer.close()
+    sharded = sum(not x.sharding.is_fully_replicated for x in jax.tree_util.tree_leaves(state.params))
+    np.savez(out, step=step, num_sharded=sharded, **flat(gather(state.params)))
+
+
+if __name__ == "__main__":
+    {"meshes": meshes, "process": process, "single": single, "save": save, "restore": restore}[sys.argv[1]](*sys.argv[2:])

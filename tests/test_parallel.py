@@ -1,0 +1,101 @@
+"""Sharded training on 8 simulated CPU devices (subprocesses with XLA_FLAGS), multi-process
+runs on localhost, checkpoints restored onto a different mesh, and mesh errors."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aigc_jax import parallel
+from aigc_jax.config import apply_overrides
+from aigc_jax.train import loop
+from tests.conftest import REPO
+
+WORKER = os.path.join(REPO, "tests", "parallel_worker.py")
+TOLERANCE = 1e-5  # float32: reductions split over devices sum in another order
+
+
+def run_worker(devices, *args, background=False):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+               PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, WORKER, *map(str, args)]
+    if background:
+        return subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    result = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_every_mesh_computes_the_single_device_steps_with_sharded_parameters(small_text_file, tmp_path):
+    out = tmp_path / "meshes.json"
+    run_worker(8, "meshes", small_text_file, out)
+    results = json.loads(out.read_text())
+    for shape, r in results.items():
+        assert r["loss_diff"] < TOLERANCE and r["max_param_diff"] < TOLERANCE, (shape, r)
+    assert results["(8, 1, 1)"]["sharded_params"] == []  # pure data parallel: replicated
+    assert "block_0.attn.qkv.kernel" in results["(1, 8, 1)"]["sharded_params"]
+    assert results["(1, 8, 1)"]["qkv_spec"] == ["fsdp", None]
+    assert results["(2, 2, 2)"]["qkv_spec"] == ["fsdp", "tensor"]
+    assert results["(1, 1, 8)"]["qkv_spec"] == [None, "tensor"]
+    for shape in ("(1, 8, 1)", "(2, 2, 2)", "(1, 1, 8)"):
+        # Adam's two moments are sharded like the parameters they follow.
+        assert results[shape]["sharded_opt_leaves"] == 2 * len(results[shape]["sharded_params"])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_compute_the_same_steps_as_one(small_text_file, tmp_path):
+    port = free_port()
+    multi, single = tmp_path / "multi.json", tmp_path / "single.json"
+    workers = [run_worker(4, "process", pid, port, small_text_file, multi, background=True) for pid in (0, 1)]
+    outputs = [w.communicate(timeout=300)[0] for w in workers]
+    assert all(w.returncode == 0 for w in workers), "\n".join(o[-2000:] for o in outputs)
+    run_worker(8, "single", small_text_file, single)
+    a, b = json.loads(multi.read_text()), json.loads(single.read_text())
+    for shape in ("(8, 1, 1)", "(2, 2, 2)"):
+        assert abs(a[shape]["loss"] - b[shape]["loss"]) < TOLERANCE
+        for name, value in b[shape]["params"].items():
+            np.testing.assert_allclose(a[shape]["params"][name], value, atol=TOLERANCE, err_msg=name)
+
+
+@pytest.mark.parametrize("save_mesh,save_devices,restore_mesh,restore_devices",
+                         [("1,8,1", 8, "1,1,1", 1), ("1,1,1", 1, "2,2,2", 8)])
+def test_checkpoint_restores_onto_another_mesh(small_text_file, tmp_path, save_mesh, save_devices,
+                                               restore_mesh, restore_devices):
+    workdir, saved, restored = tmp_path / "run", tmp_path / "saved.npz", tmp_path / "restored.npz"
+    run_worker(save_devices, "save", small_text_file, workdir, save_mesh, saved)
+    run_worker(restore_devices, "restore", small_text_file, workdir, restore_mesh, restored)
+    a, b = np.load(saved), np.load(restored)
+    assert int(a["step"]) == int(b["step"]) == 10
+    assert (int(a["num_sharded"]) > 0) == (save_devices > 1)
+    assert (int(b["num_sharded"]) > 0) == (restore_devices > 1)
+    for name in a.files:
+        if name not in ("step", "num_sharded"):
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_mesh_that_does_not_fit_the_devices_is_named():
+    with pytest.raises(parallel.MeshError, match="needs 6 devices, but 8 are available"):
+        parallel.mesh_shape({"data": 2, "fsdp": 3, "tensor": 1}, 8)
+    with pytest.raises(parallel.MeshError, match=r"fixed axes \(3 devices\) do not divide the 8 devices"):
+        parallel.mesh_shape({"data": -1, "fsdp": 3, "tensor": 1}, 8)
+    assert parallel.mesh_shape({"data": -1, "fsdp": 2, "tensor": 2}, 8) == (2, 2, 2)
+    assert parallel.mesh_shape(None, 4) == (4, 1, 1)
+
+
+def test_mesh_and_batch_errors_come_before_compiling(tiny_lm_config, tmp_path):
+    config = apply_overrides(tiny_lm_config, ["mesh.data=2"])
+    with pytest.raises(parallel.MeshError, match="needs 2 devices, but 1 are available"):
+        loop.train(config, str(tmp_path / "run"), echo=lambda *_: None)
+    import jax
+    mesh = parallel.make_mesh(None, jax.devices()[:1])
+    fake = type("FakeMesh", (), {"shape": {"data": 4, "fsdp": 2, "tensor": 1}})()
+    with pytest.raises(parallel.MeshError, match="batch of 12 examples does not divide over data x fsdp = 4 x 2 = 8"):
+        parallel.check_batch(np.zeros((1, 12, 5)), fake, 1, "the train batch")
+    parallel.check_batch(np.zeros((1, 12, 5)), mesh, 1, "the train batch")
