@@ -9,6 +9,8 @@ Variants (`--config=configs/gpt_char.py:VARIANT`):
                    warm-up steps and cosine decay to 1e-4, betas 0.9/0.99, weight decay
                    0.1 on matrices, clip 1.0, dropout 0, no biases. Give the text with
                    --config.data.path=../shared/data/tinyshakespeare.txt
+  palm             PaLM's architecture switches on top of any of the above
+                   (e.g. `:shakespeare_cpu,palm`).
 """
 import ml_collections
 
@@ -79,15 +81,27 @@ def get_config(arg=None):
     config.distributed = ml_collections.ConfigDict(
         {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
 
-    if arg in (None, ""):
-        pass
-    elif arg == "tiny":
+    for variant in (arg or "").split(","):
+        apply_variant(config, variant)
+    return config
+
+
+def apply_variant(config, variant):
+    if variant == "":
+        return
+    if variant == "tiny":
         config.model.update(num_layers=2, num_heads=2, embed_dim=32, context_length=16)
         config.train.update(num_steps=20, batch_size=4, log_every=5, eval_every=10, checkpoint_every=10)
         config.optimizer.update(warmup_steps=2)
         config.eval.update(num_windows=16, batch_size=8)
-    elif arg == "shakespeare_cpu":
+    elif variant == "shakespeare_cpu":
         config.model.use_bias = False  # as nanoGPT's recipe (its `bias = False` default)
+    elif variant == "palm":
+        # PaLM's set (Chowdhery et al. 2022, section 2): RoPE, SwiGLU, multi-query attention,
+        # parallel block, no biases in dense kernels or layer norms, shared embeddings, z-loss 1e-4.
+        config.model.update(positions="rope", mlp="swiglu", num_kv_heads=1, parallel_block=True,
+                            use_bias=False, tie_embeddings=True)
+        config.loss.z_loss = 1e-4
     else:
-        raise ValueError(f"unknown gpt_char variant {arg!r}; expected tiny or shakespeare_cpu")
-    return config
+        raise ValueError(f"unknown gpt_char variant {variant!r}; expected tiny, shakespeare_cpu or palm "
+                         f"(several may be joined with commas, e.g. shakespeare_cpu,palm)")

@@ -71,3 +71,12 @@ def test_command_line_unknown_field_is_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: unknown config field 'model.num_layerz' (did you mean 'model.num_layers'?)"]
     assert not (tmp_path / "run").exists()
+
+
+def test_palm_variant_turns_on_palms_set_and_combines():
+    config = config_lib.load_config(config_path("gpt_char.py:shakespeare_cpu,palm"))
+    m = config.model
+    assert (m.positions, m.mlp, m.num_kv_heads, m.parallel_block, m.use_bias) == ("rope", "swiglu", 1, True, False)
+    assert config.loss.z_loss == 1e-4 and m.embed_dim == 128
+    gpt = config_lib.load_config(config_path("gpt_char.py"))
+    assert (gpt.model.positions, gpt.model.mlp, gpt.model.num_kv_heads, gpt.loss.z_loss) == ("learned", "gelu", 0, 0.0)
