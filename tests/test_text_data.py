@@ -25,6 +25,14 @@ def test_evaluation_windows_cover_the_split_evenly():
     assert w[0, 0] == 0 and w[-1, -1] == 499
 
 
+def test_zero_windows_means_every_non_overlapping_window():
+    tokens = np.arange(200, dtype=np.int32)
+    w = text.evaluation_windows(tokens, num_windows=0, context=9)
+    assert w.shape == (22, 10)  # starts 0, 9, ..., 189: the last window ends at token 199
+    np.testing.assert_array_equal(w[:, 0], np.arange(0, 191, 9))
+    np.testing.assert_array_equal(w[1:, 0], w[:-1, -1])  # each window's last target starts the next
+
+
 def test_text_file_split_is_first_90_last_10(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text("a" * 90 + "b" * 10)
