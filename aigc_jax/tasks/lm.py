@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import losses
+from aigc_jax.data import markov
 from aigc_jax.data import text as text_data
 from aigc_jax.data import tokenizers
 from aigc_jax.models.transformer import SHARDING_RULES, TransformerLM, count_params, flops_per_token
@@ -22,7 +23,7 @@ from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
-MODEL_FIELDS = ("task", "model", "data.tokenizer")
+MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.markov_alphabet")
 
 
 def load_tokenizer_and_data(config, workdir: str):
@@ -40,6 +41,20 @@ def load_tokenizer_and_data(config, workdir: str):
     text_data.check_length(train_tokens, context, "training")
     text_data.check_length(val_tokens, context, "validation")
     return tokenizer, train_tokens, val_tokens, splits.description
+
+
+def markov_data(config, workdir: str):
+    """A Markov source's token streams (config.data.corpus == "markov"): fresh stationary training
+    windows per step from (seed, step), fixed validation windows; a letters-only char tokenizer."""
+    source = markov.source_from_config(config.data)
+    tokenizer = tokenizers.CharTokenizer(markov.vocabulary(source.alphabet_size))
+    if workdir:
+        tokenizers.save_tokenizer(tokenizer, workdir)
+    context = config.model.context_length
+    windows_at = functools.partial(markov.windows, source, config.seed, "train",
+                                   num_windows=config.train.batch_size, length=context + 1)
+    eval_windows = markov.windows(source, config.seed, "validation", 0, config.eval.num_windows, context + 1)
+    return tokenizer, windows_at, eval_windows, f"{markov.describe(source)}; vocabulary {tokenizer.vocab_size}"
 
 
 def lm_loss(params, tokens, rng, *, model: TransformerLM, z_loss_coef: float, train: bool):
@@ -117,20 +132,26 @@ def build(config, workdir: str) -> Task:
     if train_cfg.batch_size % train_cfg.grad_accum_steps:
         raise ValueError(f"train.batch_size {train_cfg.batch_size} is not divisible by "
                          f"train.grad_accum_steps {train_cfg.grad_accum_steps}")
-    tokenizer, train_tokens, val_tokens, description = load_tokenizer_and_data(config, workdir)
+    context = config.model.context_length
+    if config.data.corpus == "markov" and not config.data.path:
+        tokenizer, windows_at, eval_windows, description = markov_data(config, workdir)
+    else:
+        tokenizer, train_tokens, val_tokens, description = load_tokenizer_and_data(config, workdir)
+        windows_at = functools.partial(text_data.training_windows, train_tokens, config.seed,
+                                       batch_size=train_cfg.batch_size, context=context)
+        eval_windows = text_data.evaluation_windows(val_tokens, config.eval.num_windows, context)
+        description = (f"{description}; {tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}; "
+                       f"{len(train_tokens):,} training and {len(val_tokens):,} validation tokens")
     model = build_model(config, tokenizer.vocab_size)
     tx, schedule = make_optimizer(config.optimizer, train_cfg.num_steps)
-    context = config.model.context_length
 
     def init(rng):
         params = model.init(rng, jnp.zeros((1, context), jnp.int32))["params"]
         return TrainState.create(params, tx)
 
     def train_batch(step: int) -> np.ndarray:
-        windows = text_data.training_windows(train_tokens, config.seed, step, train_cfg.batch_size, context)
-        return windows.reshape(train_cfg.grad_accum_steps, -1, context + 1)
+        return windows_at(step=step).reshape(train_cfg.grad_accum_steps, -1, context + 1)
 
-    eval_windows = text_data.evaluation_windows(val_tokens, config.eval.num_windows, context)
     eval_set = padded_batches(eval_windows, config.eval.batch_size)
 
     abstract = jax.eval_shape(init, jax.random.key(0))
@@ -149,7 +170,5 @@ def build(config, workdir: str) -> Task:
         flops_per_step=flops_per_token(model, num_params, context) * tokens_per_step,
         sharding_rules=SHARDING_RULES,
         train_batch_axis=1,  # [grad_accum_steps, micro_batch, context + 1]
-        description=(f"{description}; {tokenizer.kind} tokenizer, vocabulary {tokenizer.vocab_size}; "
-                     f"{len(train_tokens):,} training and {len(val_tokens):,} validation tokens; "
-                     f"{len(eval_windows)} validation windows"),
+        description=f"{description}; {len(eval_windows)} validation windows",
     )
