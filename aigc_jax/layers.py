@@ -118,15 +118,21 @@ class Attention(nn.Module):
         cache: {'k', 'v': [B, S_max, K, D]} filled up to `cache_index`; the new keys and
         values are written at slots cache_index .. cache_index + T - 1 and attention runs
         over all S_max slots (the mask hides the unwritten ones). Returns (y, new_cache).
+        Cross-attention with a cache and cache_index=None: the cache holds the context's
+        keys and values, already projected (e.g. once per input when decoding), so the
+        'kv' projection is skipped and the cache is returned unchanged.
         """
         width = x.shape[-1]
         dense = lambda features, name, std=GPT2_INIT_STD: nn.Dense(
             features, use_bias=self.use_bias, kernel_init=dense_init(std), dtype=self.dtype,
             param_dtype=jnp.float32, name=name)
         heads, kv, d = self.num_heads, self.num_kv_heads, self.head_dim
+        precomputed = context is not None and cache is not None and cache_index is None
         if context is None:
             qkv = dense((heads + 2 * kv) * d, "qkv")(x)
             q, k, v = jnp.split(qkv, [heads * d, (heads + kv) * d], axis=-1)
+        elif precomputed:
+            q, k, v = dense(heads * d, "q")(x), cache["k"], cache["v"]
         else:
             q = dense(heads * d, "q")(x)
             k, v = jnp.split(dense(2 * kv * d, "kv")(context), 2, axis=-1)
@@ -138,8 +144,8 @@ class Attention(nn.Module):
                 raise ValueError("rotary attention needs token positions")
             q = rotary_embedding(q, positions, self.rope_base)
             k = rotary_embedding(k, positions, self.rope_base)
-        new_cache = None
-        if cache is not None:
+        new_cache = cache if precomputed else None
+        if cache is not None and not precomputed:
             zero = jnp.zeros((), jnp.int32)
             index = (zero, cache_index.astype(jnp.int32), zero, zero)
             k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), index)
