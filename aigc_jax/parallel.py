@@ -148,6 +148,47 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def usable_cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_cpu_devices(setting: int, batch_size: int, cores: Optional[int] = None) -> int:
+    """How many XLA devices to split the host CPU into (`mesh.cpu_devices`): 0 leaves JAX's
+    default (one); -1 means one per usable core, reduced to the largest count that divides
+    the batch; N > 0 means exactly N."""
+    if setting >= 0:
+        return setting
+    if setting != -1:
+        raise MeshError(f"mesh.cpu_devices must be -1 (one per core), 0 (JAX's default) or positive, got {setting}")
+    count = max(1, min(cores or usable_cpu_cores(), batch_size))
+    while batch_size % count:
+        count -= 1
+    return count
+
+
+def split_host_cpu(config) -> int:
+    """Applies `mesh.cpu_devices` to the CPU platform and returns the count applied (0: none).
+
+    XLA runs the ops of one CPU device one after another; the small matmuls of a small model
+    then use a single core. Split into several devices, the data-parallel mesh runs each
+    device's share of the batch on its own core (about 1.5x on 2 cores for shakespeare_cpu;
+    experiments/results/performance.md). Only the CPU platform is affected (on a GPU or TPU
+    host the CPU devices stay unused), and it must run before the first JAX computation:
+    the command-line entry points call it right after reading the config."""
+    mesh_cfg = config.get("mesh")
+    setting = int(mesh_cfg.get("cpu_devices", 0)) if mesh_cfg is not None else 0
+    count = resolve_cpu_devices(setting, int(config.train.batch_size))
+    if count > 0:
+        try:
+            jax.config.update("jax_num_cpu_devices", count)
+        except RuntimeError:  # JAX already running (e.g. called in-process): keep its devices
+            return 0
+    return count
+
+
 def initialize_distributed(distributed_config=None) -> bool:
     """Starts jax.distributed for a multi-process run; returns True if it did.
 

@@ -24,9 +24,15 @@ import time
 
 PRESETS = {
     # name: (layers, heads, width, context, batch, vocab, bias)
-    "shakespeare_cpu": (4, 4, 128, 64, 12, 65, False),
+    "shakespeare_cpu": (4, 4, 128, 64, 12, 65, True),  # as configs/gpt_char.py:shakespeare_cpu (biases on)
     "gpt2_small": (12, 12, 768, 128, 4, 50304, False),
 }
+
+
+def shape(args) -> tuple:
+    """The preset's shape with --context / --batch applied."""
+    layers, heads, width, context, batch, vocab, bias = shape(args)
+    return layers, heads, width, args.context or context, args.batch or batch, vocab, bias
 
 
 def peak_rss_mb() -> float:
@@ -35,14 +41,14 @@ def peak_rss_mb() -> float:
 
 def random_batches(args, count):
     import numpy as np
-    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
+    layers, heads, width, context, batch, vocab, bias = shape(args)
     rng = np.random.default_rng(0)
     return rng.integers(0, vocab, size=(count, batch, context + 1)).astype(np.int32)
 
 
 def model_flops_per_step(args) -> float:
     """6N + 12LCT per token (PaLM appendix B), N without the position-embedding lookup."""
-    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
+    layers, heads, width, context, batch, vocab, bias = shape(args)
     per_block = 12 * width * width + (13 * width if bias else 4 * width)
     n = vocab * width + layers * per_block + (2 if bias else 1) * width
     return (6.0 * n + 12.0 * layers * width * context) * batch * context
@@ -50,22 +56,30 @@ def model_flops_per_step(args) -> float:
 
 def jax_worker(args) -> dict:
     import jax
+    if args.cpu_devices > 1:  # before the first computation creates the CPU client
+        jax.config.update("jax_num_cpu_devices", args.cpu_devices)
     import jax.numpy as jnp
     import ml_collections
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
     from aigc_jax.models.transformer import TransformerLM
     from aigc_jax.tasks import lm
     from aigc_jax.train.optimizers import make_optimizer
     from aigc_jax.train.state import TrainState
-    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
+    layers, heads, width, context, batch, vocab, bias = shape(args)
     model = TransformerLM(vocab_size=vocab, num_layers=layers, num_heads=heads, embed_dim=width,
                           context_length=context, use_bias=bias, remat=args.remat,
-                          attention_impl=args.attention_impl)
+                          attention_impl=args.attention_impl, dtype=jnp.dtype(args.dtype))
     opt = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-3, min_learning_rate=1e-4,
                                          schedule="cosine", warmup_steps=100, decay_steps=2000, beta1=0.9,
                                          beta2=0.99, eps=1e-8, weight_decay=0.1, grad_clip=1.0))
     tx, schedule = make_optimizer(opt, 2000)
     params = model.init(jax.random.key(0), jnp.zeros((1, context), jnp.int32))["params"]
-    state = TrainState.create(params, tx)
+    # Data parallel over the devices (on CPU, --cpu_devices splits the cores into that many
+    # XLA devices, each running its share of the batch on its own thread).
+    mesh = Mesh(np.array(jax.devices()), ("data",))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = jax.device_put(TrainState.create(params, tx), replicated)
     step = lambda s, b, r: lm.train_step(s, b, r, model=model, tx=tx, schedule=schedule, z_loss_coef=0.0)  # noqa
     k = args.steps_per_call
     if k > 1:
@@ -74,13 +88,15 @@ def jax_worker(args) -> dict:
             return s, jax.tree_util.tree_map(lambda m: m[-1], metrics)
         fn = jax.jit(multi, donate_argnums=(0,))
         shape = (k, 1, batch, context + 1)
+        batch_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
     else:
         fn = jax.jit(step, donate_argnums=(0,))
         shape = (1, batch, context + 1)
+        batch_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     host = random_batches(args, args.warmup + args.steps)
     calls = (args.warmup + args.steps) // k
-    batches = [jnp.asarray(host[i * k:(i + 1) * k].reshape(shape)) for i in range(calls)]
-    rng = jax.random.key(1)
+    batches = [jax.device_put(host[i * k:(i + 1) * k].reshape(shape), batch_sharding) for i in range(calls)]
+    rng = jax.device_put(jax.random.key(1), replicated)
     start = time.perf_counter()
     compiled = fn.lower(state, batches[0], rng).compile()
     compile_seconds = time.perf_counter() - start
@@ -96,7 +112,9 @@ def jax_worker(args) -> dict:
     if memory is not None:
         xla_bytes = (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
                      - memory.alias_size_in_bytes)
+    from aigc_jax.train.flops import peak_flops_per_device
     return {"step_times": times, "compile_seconds": compile_seconds, "peak_rss_mb": peak_rss_mb(),
+            "device": jax.devices()[0].device_kind, "datasheet_peak": peak_flops_per_device(),
             "xla_buffer_mb": xla_bytes / 2**20 if xla_bytes is not None else None,
             "final_loss": float(metrics["loss"])}
 
@@ -107,7 +125,7 @@ def torch_worker(args) -> dict:
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
+    layers, heads, width, context, batch, vocab, bias = shape(args)
 
     class Block(nn.Module):
         def __init__(self):
@@ -175,11 +193,12 @@ def torch_worker(args) -> dict:
 
 
 def matmul_peak_worker(args) -> dict:
-    """Measured float32 matmul FLOP/s of this machine through XLA (median of 10)."""
+    """Measured matmul FLOP/s of this machine through XLA (median of 10), in the benchmark's
+    compute dtype (float32 on CPU by default)."""
     import jax
     import jax.numpy as jnp
-    n = 2048
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    n = 2048 if jax.default_backend() == "cpu" else 8192
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.dtype(args.dtype))
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     times = []
@@ -193,7 +212,9 @@ def matmul_peak_worker(args) -> dict:
 def run_child(kind: str, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}", f"--preset={args.preset}",
                f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
-               f"--steps_per_call={args.steps_per_call}", f"--attention_impl={args.attention_impl}"]
+               f"--steps_per_call={args.steps_per_call}", f"--attention_impl={args.attention_impl}",
+               f"--cpu_devices={args.cpu_devices}", f"--dtype={args.dtype}",
+               f"--context={args.context}", f"--batch={args.batch}"]
     if args.remat:
         command.append("--remat")
     env = dict(os.environ)
@@ -222,13 +243,20 @@ def summarize(runs: list[dict], tokens_per_step: int, flops_per_step: float, pea
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="shakespeare_cpu")
-    parser.add_argument("--steps", type=int, default=60, help="timed steps per run")
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per run")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps per run")
     parser.add_argument("--repeats", type=int, default=3, help="alternating JAX / PyTorch runs of each")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads")
-    parser.add_argument("--steps_per_call", type=int, default=1, help="optimizer steps per compiled call (lax.scan)")
+    parser.add_argument("--steps_per_call", type=int, default=10,
+                        help="optimizer steps per compiled call (lax.scan), as train.steps_per_call")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="JAX compute dtype (parameters and optimizer state stay float32)")
     parser.add_argument("--attention_impl", default="einsum")
-    parser.add_argument("--remat", action="store_true")
+    parser.add_argument("--cpu_devices", type=int, default=1,
+                        help="JAX on CPU: split the cores into this many XLA devices, data parallel")
+    parser.add_argument("--context", type=int, default=0, help="override the preset's context length")
+    parser.add_argument("--batch", type=int, default=0, help="override the preset's batch size")
+    parser.add_argument("--remat", action="store_true", help="recompute each block in the backward pass")
     parser.add_argument("--xla_flags", default="", help="extra XLA_FLAGS for the JAX runs")
     parser.add_argument("--skip_torch", action="store_true")
     parser.add_argument("--json", default="", help="also write the results here")
@@ -240,7 +268,7 @@ def main():
         return
     if args.steps_per_call > 1 and (args.warmup % args.steps_per_call or args.steps % args.steps_per_call):
         parser.error("--warmup and --steps must be multiples of --steps_per_call")
-    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
+    layers, heads, width, context, batch, vocab, bias = shape(args)
     peak = run_child("peak", args)["flops"]
     runs = {"jax": [], "torch": []}
     for _ in range(args.repeats):
@@ -252,14 +280,22 @@ def main():
     table = {name: summarize(r, tokens, flops, peak) for name, r in runs.items() if r}
     print(f"preset {args.preset}: {layers} layers, {heads} heads, width {width}, context {context}, batch {batch}, "
           f"vocab {vocab}; {args.steps} timed steps x {args.repeats} repeats; steps/call {args.steps_per_call}; "
-          f"measured float32 matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print("| implementation | step ms (median) | spread p10-p90 ms | tokens/s | MFU | peak RSS MB | compile s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+          f"JAX on {runs['jax'][0]['device']} ({args.dtype}, {args.cpu_devices} CPU device(s), attention "
+          f"{args.attention_impl}{', remat' if args.remat else ''}); measured {args.dtype} matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s")
+    print("| implementation | step ms (median) | spread p10-p90 ms | tokens/s | MFU (measured peak) | peak RSS MB "
+          "| XLA buffers MB | compile s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, row in table.items():
         compile_s = f"{row['compile_seconds']:.1f}" if row["compile_seconds"] is not None else "-"
+        buffers = f"{row['xla_buffer_mb']:.1f}" if row.get("xla_buffer_mb") is not None else "-"
         print(f"| {'aigc_jax (JAX/XLA)' if name == 'jax' else 'PyTorch eager'} | {row['step_ms']:.2f} | "
               f"{row['spread_ms']:.2f} | {row['tokens_per_second']:,.0f} | {row['mfu']:.1%} | "
-              f"{row['peak_rss_mb']:.0f} | {compile_s} |")
+              f"{row['peak_rss_mb']:.0f} | {buffers} | {compile_s} |")
+    datasheet = runs["jax"][0]["datasheet_peak"]
+    if datasheet:
+        print(f"MFU against the {runs['jax'][0]['device']} data-sheet bf16 peak ({datasheet / 1e12:.0f} TFLOP/s): "
+              f"{flops / (table['jax']['step_ms'] / 1e3) / datasheet:.1%}")
     if "torch" in table:
         print(f"ratio ours / reference (tokens/s): {table['jax']['tokens_per_second'] / table['torch']['tokens_per_second']:.2f}")
     if args.json:

@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from aigc_jax import sweep
+from aigc_jax import parallel, sweep
 from aigc_jax.train.loop import train
 from experiments import cli
 
@@ -31,6 +31,7 @@ def main(overrides):
         raise cli.ConfigError("--workdir is required")
     config = cli.config_from_flags(overrides)
     points = sweep.expand_points(config, FLAGS.sweep, FLAGS.mode)  # validates before any run
+    parallel.split_host_cpu(config)  # every run of this process shares the CPU devices
     seeds = list(range(FLAGS.seeds))
     if FLAGS.print_commands:
         for point in points:

@@ -99,3 +99,32 @@ def test_mesh_and_batch_errors_come_before_compiling(tiny_lm_config, tmp_path):
     with pytest.raises(parallel.MeshError, match="batch of 12 examples does not divide over data x fsdp = 4 x 2 = 8"):
         parallel.check_batch(np.zeros((1, 12, 5)), fake, 1, "the train batch")
     parallel.check_batch(np.zeros((1, 12, 5)), mesh, 1, "the train batch")
+
+
+def test_cpu_devices_resolve_to_a_divisor_of_the_batch():
+    assert parallel.resolve_cpu_devices(-1, batch_size=12, cores=2) == 2
+    assert parallel.resolve_cpu_devices(-1, batch_size=12, cores=8) == 6  # largest count dividing 12
+    assert parallel.resolve_cpu_devices(-1, batch_size=7, cores=4) == 1
+    assert parallel.resolve_cpu_devices(0, batch_size=12, cores=8) == 0  # JAX's default
+    assert parallel.resolve_cpu_devices(3, batch_size=12, cores=1) == 3
+    with pytest.raises(parallel.MeshError, match="mesh.cpu_devices"):
+        parallel.resolve_cpu_devices(-2, batch_size=12)
+
+
+def test_split_cpu_runs_the_same_steps_as_one_device(small_text_file, tmp_path):
+    """`mesh.cpu_devices=2` from the command line: two CPU devices, data parallel, same steps."""
+    summaries, outputs = {}, {}
+    for count in (0, 2):
+        workdir = tmp_path / f"cpu{count}"
+        result = subprocess.run(
+            [sys.executable, "-m", "experiments.train", "--config=configs/gpt_char.py:tiny",
+             f"--config.data.path={small_text_file}", "--config.train.progress_bar=false",
+             f"--config.mesh.cpu_devices={count}", f"--workdir={workdir}"],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+            env=dict(os.environ, XLA_FLAGS=""))
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[count] = result.stdout
+        summaries[count] = json.loads((workdir / "summary.json").read_text())
+    assert "over 2 devices" in outputs[2] and "mesh:" not in outputs[0]
+    assert summaries[2]["last_train"]["loss"] == pytest.approx(summaries[0]["last_train"]["loss"], abs=TOLERANCE)
+    assert summaries[2]["final_eval"]["loss"] == pytest.approx(summaries[0]["final_eval"]["loss"], abs=TOLERANCE)

@@ -198,3 +198,31 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     assert step_a == step_b == 3000
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
+
+
+def test_stop_at_eval_loss_ends_at_the_first_evaluation_that_reaches_it(tiny_lm_config, tmp_path):
+    workdir = str(tmp_path / "run")
+    reference = loop.train(apply_overrides(tiny_lm_config, ["train.num_steps=30"]), str(tmp_path / "ref"), echo=quiet)
+    losses = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "ref"), "eval")}
+    target = (losses[10] + losses[20]) / 2  # reached at step 20, not at 10
+    assert losses[20] < target < losses[10]
+    config = apply_overrides(tiny_lm_config, ["train.num_steps=30", f"train.stop_at_eval_loss={target}"])
+    summary = loop.train(config, workdir, echo=quiet)
+    evals = read_metrics(workdir, "eval")
+    assert [r["step"] for r in evals] == [0, 10, 20] and summary["final_step"] == 20
+    reached = summary["target_reached"]
+    assert reached["step"] == 20 and reached["eval_loss"] == evals[-1]["loss"] <= target
+    assert 0 < evals[1]["elapsed_seconds"] < reached["elapsed_seconds"] == evals[-1]["elapsed_seconds"]
+    assert 20 in Checkpointer(os.path.join(workdir, "checkpoints")).steps()
+
+
+def test_several_steps_per_compiled_call_train_the_same_steps(tiny_lm_config, tmp_path):
+    one = loop.train(tiny_lm_config, str(tmp_path / "one"), echo=quiet)
+    five = loop.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=5"]), str(tmp_path / "five"), echo=quiet)
+    a, b = read_metrics(str(tmp_path / "one"), "train"), read_metrics(str(tmp_path / "five"), "train")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [5, 10, 15, 20]
+    for ra, rb in zip(a, b):  # the same steps, only compiled inside a lax.scan
+        assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-5) and rb["tokens_seen"] == ra["tokens_seen"]
+    assert five["final_eval"]["loss"] == pytest.approx(one["final_eval"]["loss"], abs=1e-5)
+    with pytest.raises(ConfigError, match="steps_per_call=3 must divide train.num_steps"):
+        loop.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=3"]), str(tmp_path / "bad"), echo=quiet)

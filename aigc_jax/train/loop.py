@@ -1,7 +1,8 @@
 """The one training loop. Every family plugs in through `aigc_jax.tasks.Task`.
 
-The loop owns: compiling the step once (state donated), host-side batch prefetch,
-metrics fetched one step behind (the host never waits on the step it just queued),
+The loop owns: compiling the step once (state donated; `train.steps_per_call` optimizer
+steps per call), host-side batch prefetch, metrics fetched one call behind (the host never
+waits on the call it just queued),
 periodic evaluation, Orbax checkpoints with resume, a NaN/Inf guard, JSONL and
 TensorBoard logs, a progress bar, and the end-of-run summary.
 """
@@ -74,8 +75,8 @@ class _Throughput:
     def reset(self):
         self._start, self._steps = time.perf_counter(), 0
 
-    def tick(self):
-        self._steps += 1
+    def tick(self, steps: int = 1):
+        self._steps += steps
 
     def read(self) -> tuple[float, float]:
         elapsed = time.perf_counter() - self._start
@@ -83,7 +84,8 @@ class _Throughput:
 
 
 def format_eval(result: dict) -> str:
-    return ", ".join(f"validation {k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+    return ", ".join(f"validation {k} {v:.4f}" for k, v in result.items()
+                     if isinstance(v, float) and k != "elapsed_seconds")
 
 
 def evaluate(eval_step, state, batches, summarize) -> dict:
@@ -96,6 +98,7 @@ def evaluate(eval_step, state, batches, summarize) -> dict:
 
 def train(config, workdir: str, *, echo=print) -> dict:
     """Trains `config` in `workdir`, resuming from its newest good checkpoint. Returns the summary."""
+    process_start = time.perf_counter()  # eval records' elapsed_seconds count from here
     os.makedirs(workdir, exist_ok=True)
     check_resume_config(workdir, config)
     task = build_task(config, workdir)
@@ -109,7 +112,8 @@ def train(config, workdir: str, *, echo=print) -> dict:
     if jax.process_count() > 1 or mesh.size > 1:
         echo(f"mesh: {dict(mesh.shape)} over {mesh.size} devices in {jax.process_count()} process(es)")
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    placement = place(task, mesh, init_rng)
+    steps_per_call = check_steps_per_call(train_cfg)
+    placement = place(task, mesh, init_rng, steps_per_call)
     state = placement.init(task, init_rng)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     restored, restored_step = checkpointer.restore_latest(state)
@@ -118,9 +122,15 @@ def train(config, workdir: str, *, echo=print) -> dict:
         echo(f"resumed from the checkpoint at step {restored_step}")
     start = int(jax.device_get(state.step))
     num_steps = train_cfg.num_steps
+    if start % steps_per_call:
+        raise config_lib.ConfigError(f"train.steps_per_call={steps_per_call} does not divide the step {start} this "
+                                     f"run resumes from; use a value that divides it")
     writer = MetricsWriter(workdir, resume_step=start) if jax.process_index() == 0 else NullWriter()
     peak = peak_flops_per_device(train_cfg.peak_flops_per_device) * jax.device_count()
-    prefetcher = Prefetcher(lambda step: placement.put_train(task.train_batch(step)), stop=num_steps)
+    prefetcher = Prefetcher(  # keyed by the first step of each call
+        lambda first: placement.put_train(placement.stack_train_batches(
+            [task.train_batch(first + i) for i in range(steps_per_call)])),
+        stop=num_steps, stride=steps_per_call)
     device_eval_batches = [placement.put_eval(b) for b in task.eval_batches()]
     eval_step = placement.jit_eval_step(task)
     lead = jax.process_index() == 0
@@ -144,7 +154,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
             summary["compile_seconds"] = time.perf_counter() - compile_start
             state, summary["last_train"] = _run_steps(
                 task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-                device_eval_batches, checkpointer, writer, progress, peak, summary)
+                device_eval_batches, checkpointer, writer, progress, peak, summary, process_start)
     finally:
         progress.close()
         prefetcher.close()
@@ -159,18 +169,27 @@ def train(config, workdir: str, *, echo=print) -> dict:
 
 
 def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-               eval_batches, checkpointer, writer, progress, peak, summary):
+               eval_batches, checkpointer, writer, progress, peak, summary, process_start):
+    """The step loop. With `train.stop_at_eval_loss` > 0 it ends (after a checkpoint) at the
+    first evaluation whose loss is at or below that target, and the summary records when."""
     train_cfg = config.train
+    target = float(train_cfg.get("stop_at_eval_loss", 0.0))
+    per_call = int(train_cfg.get("steps_per_call", 1))
     meter = _Throughput()
-    pending = None  # (step number after the update, metrics on device)
+    pending = None  # (first step of the last call, its metrics still on the device)
     last_train = {}
     evals = []
 
     def fetch(item):
-        """Waits for one step's metrics; stops on a non-finite loss before anything is saved."""
+        """Waits for one call's metrics (one step's, or [K] for K steps per call) and logs them."""
+        first, metrics = item
+        stacked = {k: np.atleast_1d(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+        for i in range(per_call):
+            record({k: float(v[i]) for k, v in stacked.items()}, first + i + 1)
+
+    def record(values, step):
+        """One step's metrics; stops on a non-finite loss before anything is saved."""
         nonlocal last_train
-        step, metrics = item
-        values = {k: float(v) for k, v in jax.device_get(metrics).items()}
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             saved = checkpointer.steps()
@@ -192,15 +211,15 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
             meter.reset()
         last_train = values
 
-    for step in range(start, num_steps):
+    for step in range(start, num_steps, per_call):
         batch = prefetcher.get(step)
         state, metrics = step_fn(state, batch, step_rng)  # queued; runs while we fetch the last one
-        meter.tick()
+        meter.tick(per_call)
         if pending is not None:
             fetch(pending)
-        pending = (step + 1, metrics)
-        progress.update(1)
-        done = step + 1
+        pending = (step, metrics)
+        progress.update(per_call)
+        done = step + per_call
         eval_due = done % train_cfg.eval_every == 0 or done == num_steps
         save_due = done % train_cfg.checkpoint_every == 0 or done == num_steps
         if eval_due or save_due:
@@ -210,17 +229,38 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
                 result = evaluate(eval_step, state, eval_batches, task.summarize_eval)
                 if task.on_eval is not None:
                     result.update(task.on_eval(state, done, workdir))
+                result["elapsed_seconds"] = time.perf_counter() - process_start
                 writer.write(done, "eval", result)
                 evals.append((done, result))
                 progress.write(f"step {done}: {format_eval(result)}")
-            if save_due:
+            reached = eval_due and target > 0 and result.get("loss", math.inf) <= target
+            if save_due or reached:
                 checkpointer.save(done, state)
             meter.reset()
+            if reached:
+                summary["target_reached"] = {"eval_loss": result["loss"], "target": target, "step": done,
+                                             "elapsed_seconds": result["elapsed_seconds"]}
+                progress.write(f"validation loss {result['loss']:.4f} <= {target} at step {done}, "
+                               f"{result['elapsed_seconds']:.1f} s after start: stopping")
+                break
     if evals:
         summary["final_eval"] = evals[-1][1]
         if all("loss" in r for _, r in evals):
             summary["best_eval_loss"] = min(r["loss"] for _, r in evals)
     return state, last_train
+
+
+def check_steps_per_call(train_cfg) -> int:
+    """`train.steps_per_call` K (optimizer steps per compiled call): every step at which the
+    loop logs, evaluates, checkpoints or stops must fall at the end of a call."""
+    per_call = int(train_cfg.get("steps_per_call", 1))
+    if per_call < 1:
+        raise config_lib.ConfigError(f"train.steps_per_call must be at least 1, got {per_call}")
+    for field in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
+        if train_cfg[field] % per_call:
+            raise config_lib.ConfigError(f"train.steps_per_call={per_call} must divide train.{field} "
+                                         f"({train_cfg[field]})")
+    return per_call
 
 
 def _echo_summary(summary: dict, headline: tuple, echo) -> None:
