@@ -5,6 +5,7 @@
   python tests/parallel_worker.py single TEXT OUT.json             (the same in one process)
   python tests/parallel_worker.py save TEXT WORKDIR MESH OUT.npz   (train a few steps on MESH, dump params)
   python tests/parallel_worker.py restore TEXT WORKDIR MESH OUT.npz (restore on MESH, dump params)
+  python tests/parallel_worker.py gan OUT.json                      (a GAN step on 8 devices vs 1)
 """
 import json
 import os
@@ -20,7 +21,8 @@ from aigc_jax.train import loop
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.placement import place
 
-CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "gpt_char.py:tiny")
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+CONFIG = os.path.join(CONFIGS, "gpt_char.py:tiny")
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 1, 8)]
 
 
@@ -75,6 +77,23 @@ def meshes(text, out):
     json.dump(results, open(out, "w"))
 
 
+def gan(out):
+    """PacGAN2 with 2 critic steps, batch-norm G and an EMA: data parallel over 8 devices
+    (batch-norm statistics are over the global batch) against one device."""
+    config = load_config(os.path.join(CONFIGS, "gan_2d.py:tiny"), [
+        "train.progress_bar=false", "model.pack=2", "train.n_critic=2", "train.ema_decay=0.9",
+        "eval.batch_size=40"])
+    task = build_task(config, "")
+    reference, ref_metrics = train_steps(task, parallel.make_mesh(None, jax.devices()[:1]))
+    state, metrics = train_steps(task, parallel.make_mesh(None))
+    ref, new = flat({"params": reference.params, "extra": reference.extra}), flat({"params": state.params,
+                                                                                   "extra": state.extra})
+    json.dump({"devices": jax.device_count(), "leaves": sorted(ref),
+               "max_diff": max(float(np.max(np.abs(new[k] - ref[k]))) for k in ref),
+               "metric_diff": max(abs(float(metrics[k]) - float(ref_metrics[k])) for k in ref_metrics)},
+              open(out, "w"))
+
+
 def process(pid, port, text, out):
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=int(pid))
     assert jax.device_count() == 8 and jax.local_device_count() == 4
@@ -113,4 +132,5 @@ def restore(text, workdir, mesh, out):
 
 
 if __name__ == "__main__":
-    {"meshes": meshes, "process": process, "single": single, "save": save, "restore": restore}[sys.argv[1]](*sys.argv[2:])
+    {"meshes": meshes, "process": process, "single": single, "save": save, "restore": restore,
+     "gan": gan}[sys.argv[1]](*sys.argv[2:])

@@ -44,6 +44,15 @@ def test_every_mesh_computes_the_single_device_steps_with_sharded_parameters(sma
         assert results[shape]["sharded_opt_leaves"] == 2 * len(results[shape]["sharded_params"])
 
 
+def test_gan_step_on_eight_devices_equals_one_device(tmp_path):
+    out = tmp_path / "gan.json"
+    run_worker(8, "gan", out)
+    result = json.loads(out.read_text())
+    assert result["devices"] == 8
+    assert any("batch_stats" in k for k in result["leaves"]) and any(k.startswith("extra.ema") for k in result["leaves"])
+    assert result["max_diff"] < TOLERANCE and result["metric_diff"] < TOLERANCE, result
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
