@@ -136,3 +136,22 @@ def test_swiglu_keeps_the_parameter_count_comparable():
         return count_params(model.init(jax.random.key(0), jnp.zeros((1, 64), jnp.int32)))
     assert abs(params("swiglu") - params("gelu")) / params("gelu") < 0.02
     assert layers.swiglu_hidden_width(128, 4.0) == 344  # 2/3 * 512 = 341.3, rounded up to a multiple of 8
+
+
+@pytest.mark.parametrize("name", ["adamw", "lion", "adafactor", "muon"])
+def test_weight_decay_is_decoupled_scaled_by_the_learning_rate_and_spares_vectors(name):
+    """With zero gradients the only update is AdamW's decoupled decay: -lr * wd * p on matrices,
+    nothing on biases. (optax's own adafactor decay ignores the learning rate: -wd * p.)"""
+    import ml_collections
+    from aigc_jax.train.optimizers import make_optimizer
+    opt = ml_collections.ConfigDict(dict(name=name, learning_rate=0.01, min_learning_rate=0.01, schedule="constant",
+                                         warmup_steps=0, decay_steps=0, beta1=0.9, beta2=0.99, eps=1e-8,
+                                         weight_decay=0.1, grad_clip=0.0))
+    tx, _ = make_optimizer(opt, 10)
+    params = {"kernel": jnp.full((4, 4), 2.0), "bias": jnp.full((4,), 2.0)}
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    state = tx.init(params)
+    for _ in range(2):  # past the warm-up step of the schedule
+        updates, state = tx.update(zeros, state, params)
+    np.testing.assert_allclose(updates["kernel"], -0.01 * 0.1 * 2.0, rtol=1e-5)
+    np.testing.assert_allclose(updates["bias"], 0.0, atol=1e-12)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 OPTIMIZERS = ("adamw", "lion", "adafactor", "muon")
@@ -30,6 +31,23 @@ def matrices_only(params):
     return jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)
 
 
+def decoupled_weight_decay(weight_decay: float, schedule: optax.Schedule, mask) -> optax.GradientTransformation:
+    """Adds -learning_rate(step) * weight_decay * p to the update of every masked parameter:
+    AdamW's decoupled decay (Loshchilov & Hutter 2019), for optimizers that lack it. (optax's
+    adafactor adds weight_decay_rate * p after its learning-rate scaling, i.e. a decay of 10%
+    per step at 0.1, which drives every weight to 0.)"""
+    def init(params):
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(updates, state, params):
+        rate = schedule(state.count) * weight_decay
+        updates = jax.tree_util.tree_map(lambda u, p, m: u - rate * p if m else u, updates, params, mask(params))
+        return updates, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = make_schedule(opt, num_steps)
     if opt.name == "adamw":
@@ -38,8 +56,9 @@ def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, o
     elif opt.name == "lion":
         core = optax.lion(schedule, b1=opt.beta1, b2=opt.beta2, weight_decay=opt.weight_decay, mask=matrices_only)
     elif opt.name == "adafactor":
-        core = optax.adafactor(schedule, weight_decay_rate=opt.weight_decay or None,
-                               weight_decay_mask=matrices_only)
+        core = optax.adafactor(schedule)
+        if opt.weight_decay:
+            core = optax.chain(core, decoupled_weight_decay(opt.weight_decay, schedule, matrices_only))
     elif opt.name == "muon":
         if not hasattr(optax, "contrib") or not hasattr(optax.contrib, "muon"):
             raise ValueError("optimizer.name='muon' needs an optax with optax.contrib.muon")
