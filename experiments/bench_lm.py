@@ -29,9 +29,9 @@ PRESETS = {
 }
 
 
-def shape(args) -> tuple:
+def bench_shape(args) -> tuple:
     """The preset's shape with --context / --batch applied."""
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
     return layers, heads, width, args.context or context, args.batch or batch, vocab, bias
 
 
@@ -41,14 +41,14 @@ def peak_rss_mb() -> float:
 
 def random_batches(args, count):
     import numpy as np
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     rng = np.random.default_rng(0)
     return rng.integers(0, vocab, size=(count, batch, context + 1)).astype(np.int32)
 
 
 def model_flops_per_step(args) -> float:
     """6N + 12LCT per token (PaLM appendix B), N without the position-embedding lookup."""
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     per_block = 12 * width * width + (13 * width if bias else 4 * width)
     n = vocab * width + layers * per_block + (2 if bias else 1) * width
     return (6.0 * n + 12.0 * layers * width * context) * batch * context
@@ -66,10 +66,10 @@ def jax_worker(args) -> dict:
     from aigc_jax.tasks import lm
     from aigc_jax.train.optimizers import make_optimizer
     from aigc_jax.train.state import TrainState
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     model = TransformerLM(vocab_size=vocab, num_layers=layers, num_heads=heads, embed_dim=width,
                           context_length=context, use_bias=bias, remat=args.remat,
-                          attention_impl=args.attention_impl, dtype=jnp.dtype(args.dtype))
+                          attention_impl=args.attention_impl, dtype=args.dtype)
     opt = ml_collections.ConfigDict(dict(name="adamw", learning_rate=1e-3, min_learning_rate=1e-4,
                                          schedule="cosine", warmup_steps=100, decay_steps=2000, beta1=0.9,
                                          beta2=0.99, eps=1e-8, weight_decay=0.1, grad_clip=1.0))
@@ -125,7 +125,7 @@ def torch_worker(args) -> dict:
     import torch.nn.functional as F
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = bench_shape(args)
 
     class Block(nn.Module):
         def __init__(self):
@@ -268,7 +268,7 @@ def main():
         return
     if args.steps_per_call > 1 and (args.warmup % args.steps_per_call or args.steps % args.steps_per_call):
         parser.error("--warmup and --steps must be multiples of --steps_per_call")
-    layers, heads, width, context, batch, vocab, bias = shape(args)
+    layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     peak = run_child("peak", args)["flops"]
     runs = {"jax": [], "torch": []}
     for _ in range(args.repeats):
