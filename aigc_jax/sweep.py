@@ -168,14 +168,18 @@ def plot_curves(rows: list[dict], path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 5))
-    for row in rows:
+    palette = plt.get_cmap("tab10").colors
+    styles = ("-", "--", ":")  # colours repeat every 10 lines; the line style tells them apart
+    for index, row in enumerate(rows):
         if not row["curves"]:
             continue
         length = min(len(steps) for steps, _ in row["curves"])
         steps = row["curves"][0][0][:length]
         mean = np.mean([losses[:length] for _, losses in row["curves"]], axis=0)
-        ax.plot(steps[1:], mean[1:], label=row["name"], linewidth=2 if not row["point"] else 1,
-                color="black" if not row["point"] else None)
+        baseline = not row["point"]
+        ax.plot(steps[1:], mean[1:], label=row["name"], linewidth=2 if baseline else 1.2,
+                color="black" if baseline else palette[(index - 1) % 10],
+                linestyle="-" if baseline else styles[((index - 1) // 10) % len(styles)])
     ax.set_xlabel("step")
     ax.set_ylabel("validation loss (nats/token), mean over seeds")
     ax.legend(fontsize=7)
