@@ -24,6 +24,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+def restore_newest(config, workdir):
+    """(state, step) of the newest checkpoint in workdir, restored onto the task's template."""
+    import jax
+    from aigc_jax.tasks import build_task
+    from aigc_jax.train.checkpoints import Checkpointer
+    task = build_task(config, workdir)
+    template = jax.jit(task.init)(jax.random.key(0))
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+    state, step = checkpointer.restore_latest(template)
+    checkpointer.close()
+    return state, step
+
+
 def config_path(name: str) -> str:
     return os.path.join(REPO, "configs", name)
 

@@ -11,9 +11,8 @@ from aigc_jax.data.text import DataError
 from aigc_jax.models import classifier as classifier_lib
 from aigc_jax.tasks import build_task
 from aigc_jax.train import loop
-from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.metrics import read_metrics
-from tests.conftest import config_path
+from tests.conftest import restore_newest, config_path
 
 
 def quiet(*_args):
@@ -79,14 +78,6 @@ def test_a_few_hundred_steps_move_samples_toward_the_ring_modes(tmp_path):
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000300.png")
 
 
-def final_state(config, workdir):
-    task = build_task(config, workdir)
-    template = jax.jit(task.init)(jax.random.key(0))
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    state, step = checkpointer.restore_latest(template)
-    checkpointer.close()
-    return state, step
-
 
 def test_checkpointed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     # Everything that carries state across steps: PacGAN2, two critic steps with the gradient
@@ -100,8 +91,8 @@ def test_checkpointed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     messages = []
     loop.train(config, resumed, echo=messages.append)
     assert "resumed from the checkpoint at step 10" in messages
-    a, step_a = final_state(config, straight)
-    b, step_b = final_state(config, resumed)
+    a, step_a = restore_newest(config, straight)
+    b, step_b = restore_newest(config, resumed)
     assert step_a == step_b == 20
     leaves_equal(a, b)
     evals = read_metrics(resumed, "eval")

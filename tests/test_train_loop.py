@@ -19,21 +19,12 @@ from aigc_jax.train import loop
 from aigc_jax.train.checkpoints import CheckpointError, Checkpointer
 from aigc_jax.train.metrics import read_metrics
 from aigc_jax.train.tensorboard import masked_crc32c
-from tests.conftest import REPO, config_path
+from tests.conftest import restore_newest, REPO, config_path
 
 
 def quiet(*_args):
     pass
 
-
-def final_params(config, workdir):
-    """The parameters of the newest checkpoint in workdir."""
-    task = build_task(config, workdir)
-    template = jax.jit(task.init)(jax.random.key(0))
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    state, step = checkpointer.restore_latest(template)
-    checkpointer.close()
-    return state, step
 
 
 def read_tensorboard_records(path):
@@ -91,8 +82,8 @@ def test_resume_continues_from_the_checkpoint_and_matches(tiny_lm_config, tmp_pa
     messages = []
     loop.train(tiny_lm_config, resumed, echo=messages.append)
     assert "resumed from the checkpoint at step 10" in messages
-    a, _ = final_params(tiny_lm_config, straight)
-    b, _ = final_params(tiny_lm_config, resumed)
+    a, _ = restore_newest(tiny_lm_config, straight)
+    b, _ = restore_newest(tiny_lm_config, resumed)
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
     assert [r["step"] for r in read_metrics(resumed, "eval")] == [0, 10, 20]
@@ -119,7 +110,7 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_lm_config, tmp_
     with pytest.raises(loop.TrainingDiverged, match=r"\w+ is (nan|inf) at step 1[1-9].*step 10\) is intact"):
         loop.train(exploding, workdir, echo=quiet)
     assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [10]
-    state, step = final_params(tiny_lm_config, workdir)
+    state, step = restore_newest(tiny_lm_config, workdir)
     assert step == 10 and all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(state.params))
 
 
@@ -193,8 +184,8 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     from aigc_jax.config import load_config
     config = load_config(config_path("gpt_char.py:tiny"), [o[len("--config."):] for o in overrides])
-    a, step_a = final_params(config, str(killed))
-    b, step_b = final_params(config, str(straight))
+    a, step_a = restore_newest(config, str(killed))
+    b, step_b = restore_newest(config, str(straight))
     assert step_a == step_b == 3000
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
