@@ -155,3 +155,40 @@ def test_weight_decay_is_decoupled_scaled_by_the_learning_rate_and_spares_vector
         updates, state = tx.update(zeros, state, params)
     np.testing.assert_allclose(updates["kernel"], -0.01 * 0.1 * 2.0, rtol=1e-5)
     np.testing.assert_allclose(updates["bias"], 0.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("muon_embeddings", [False, True])
+def test_muon_orthogonalizes_hidden_matrices_and_gives_embeddings_to_adamw(muon_embeddings):
+    """Muon's update of a hidden matrix is its (Nesterov) momentum orthogonalised: singular values
+    all near one scale, whatever the gradient's. The embedding table goes to AdamW at
+    adam_learning_rate (exactly optax's Nesterov AdamW update), or to Muon with muon_embeddings."""
+    import ml_collections
+    import optax
+    from aigc_jax.train.optimizers import make_optimizer
+    opt = ml_collections.ConfigDict(dict(name="muon", learning_rate=0.02, min_learning_rate=0.02, schedule="constant",
+                                         warmup_steps=0, decay_steps=0, beta1=0.9, beta2=0.99, eps=1e-8,
+                                         weight_decay=0.0, grad_clip=0.0, adam_learning_rate=3e-3,
+                                         muon_embeddings=muon_embeddings))
+    tx, _ = make_optimizer(opt, 10)
+    keys = jax.random.split(jax.random.key(0), 4)
+    params = {"token_embed": {"embedding": jax.random.normal(keys[0], (12, 8))},
+              "block_0": {"mlp": {"kernel": jax.random.normal(keys[1], (8, 16))}, "norm": {"scale": jnp.ones(8)}}}
+    scales = jnp.array([3.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.15, 0.1])  # ill-conditioned gradients
+    grads = {"token_embed": {"embedding": jax.random.normal(keys[2], (12, 8)) * scales},
+             "block_0": {"mlp": {"kernel": jax.random.normal(keys[3], (8, 16)) * scales[:, None]},
+                         "norm": {"scale": jnp.full(8, 0.5)}}}
+    updates, _ = tx.update(grads, tx.init(params), params)
+
+    def spread(matrix):
+        s = np.linalg.svd(np.asarray(matrix), compute_uv=False)
+        return s.max() / s.min()
+    assert spread(grads["block_0"]["mlp"]["kernel"]) > 20
+    assert spread(updates["block_0"]["mlp"]["kernel"]) < 2.0
+    adam = optax.adamw(3e-3, b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, nesterov=True)
+    adam_updates, _ = adam.update(grads, adam.init(params), params)
+    np.testing.assert_allclose(updates["block_0"]["norm"]["scale"], adam_updates["block_0"]["norm"]["scale"], rtol=1e-5)
+    if muon_embeddings:
+        assert spread(updates["token_embed"]["embedding"]) < 2.0
+    else:
+        np.testing.assert_allclose(updates["token_embed"]["embedding"], adam_updates["token_embed"]["embedding"],
+                                   rtol=1e-5)

@@ -48,6 +48,38 @@ def decoupled_weight_decay(weight_decay: float, schedule: optax.Schedule, mask) 
     return optax.GradientTransformation(init, update)
 
 
+def is_embedding(path) -> bool:
+    return any("embed" in str(getattr(key, "key", key)) for key in path)
+
+
+def make_muon(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
+    """Muon (Jordan et al. 2024) on the hidden weight matrices at `learning_rate`; AdamW
+    (Nesterov, as optax's muon runs it) at `adam_learning_rate` on everything else: biases,
+    norm scales and, unless `muon_embeddings`, the embedding tables (Muon is an optimizer for
+    hidden layers; a tied embedding is also the output layer)."""
+    if not hasattr(optax, "contrib") or not hasattr(optax.contrib, "muon"):
+        raise ValueError("optimizer.name='muon' needs an optax with optax.contrib.muon")
+    muon_embeddings = bool(opt.get("muon_embeddings", False))
+
+    def dimension_numbers(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, p: optax.contrib.MuonDimensionNumbers(0, 1)
+            if p.ndim == 2 and (muon_embeddings or not is_embedding(path)) else None, params)
+
+    adam_lr = float(opt.get("adam_learning_rate", 0.0)) or opt.learning_rate
+    adam_schedule = lambda step: schedule(step) * (adam_lr / opt.learning_rate)  # noqa: E731 - same shape
+    core = optax.contrib.muon(schedule, ns_steps=int(opt.get("muon_ns_steps", 5)), adam_b1=opt.beta1,
+                              adam_b2=opt.beta2, weight_decay=opt.weight_decay, weight_decay_mask=matrices_only, adam_learning_rate=adam_schedule,
+                              muon_weight_dimension_numbers=dimension_numbers)
+    if muon_embeddings or not opt.weight_decay:
+        return core
+    # optax's AdamW part decays all its parameters or none: decay the embeddings (as AdamW
+    # would), not the biases and norm scales.
+    embeddings_only = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
+        lambda path, p: p.ndim >= 2 and is_embedding(path), params)
+    return optax.chain(core, decoupled_weight_decay(opt.weight_decay, adam_schedule, embeddings_only))
+
+
 def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = make_schedule(opt, num_steps)
     if opt.name == "adamw":
@@ -60,10 +92,7 @@ def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, o
         if opt.weight_decay:
             core = optax.chain(core, decoupled_weight_decay(opt.weight_decay, schedule, matrices_only))
     elif opt.name == "muon":
-        if not hasattr(optax, "contrib") or not hasattr(optax.contrib, "muon"):
-            raise ValueError("optimizer.name='muon' needs an optax with optax.contrib.muon")
-        core = optax.contrib.muon(schedule, adam_b1=opt.beta1, adam_b2=opt.beta2,
-                                  weight_decay=opt.weight_decay, weight_decay_mask=matrices_only)
+        core = make_muon(opt, schedule)
     else:
         raise ValueError(f"unknown optimizer.name {opt.name!r}; expected one of {', '.join(OPTIMIZERS)}")
     if opt.grad_clip > 0:
