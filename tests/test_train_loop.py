@@ -197,13 +197,15 @@ def test_stop_at_eval_loss_ends_at_the_first_evaluation_that_reaches_it(tiny_lm_
     losses = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "ref"), "eval")}
     target = (losses[10] + losses[20]) / 2  # reached at step 20, not at 10
     assert losses[20] < target < losses[10]
-    config = apply_overrides(tiny_lm_config, ["train.num_steps=30", f"train.stop_at_eval_loss={target}"])
+    config = apply_overrides(tiny_lm_config, ["train.num_steps=30", f"train.stop_at_eval_loss={target}",
+                                              "eval.at_start=False"])  # as the speedrun: no step-0 evaluation
     summary = loop.train(config, workdir, echo=quiet)
     evals = read_metrics(workdir, "eval")
-    assert [r["step"] for r in evals] == [0, 10, 20] and summary["final_step"] == 20
+    assert [r["step"] for r in evals] == [10, 20] and summary["final_step"] == 20
+    assert "initial_eval" not in summary and 0 in [r["step"] for r in read_metrics(str(tmp_path / "ref"), "eval")]
     reached = summary["target_reached"]
     assert reached["step"] == 20 and reached["eval_loss"] == evals[-1]["loss"] <= target
-    assert 0 < evals[1]["elapsed_seconds"] < reached["elapsed_seconds"] == evals[-1]["elapsed_seconds"]
+    assert 0 < evals[0]["elapsed_seconds"] < reached["elapsed_seconds"] == evals[-1]["elapsed_seconds"]
     assert 20 in Checkpointer(os.path.join(workdir, "checkpoints")).steps()
 
 

@@ -1,9 +1,9 @@
 """The one training loop. Every family plugs in through `aigc_jax.tasks.Task`.
 
-The loop owns: compiling the step once (state donated; `train.steps_per_call` optimizer
-steps per call), host-side batch prefetch, metrics fetched one call behind (the host never
-waits on the call it just queued),
-periodic evaluation, Orbax checkpoints with resume, a NaN/Inf guard, JSONL and
+The loop owns: compiling the train and eval steps once, ahead of time on helper threads
+(state donated; `train.steps_per_call` optimizer steps per call), host-side batch prefetch,
+metrics fetched one call behind (the host never waits on the call it just queued), periodic
+evaluation (`eval.at_start`: also at step 0), Orbax checkpoints with resume, a NaN/Inf guard, JSONL and
 TensorBoard logs, a progress bar, and the end-of-run summary.
 """
 from __future__ import annotations
@@ -114,6 +114,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
     steps_per_call = check_steps_per_call(train_cfg)
     placement = place(task, mesh, init_rng, steps_per_call)
+    compiled = placement.compile_ahead(task, step_rng)  # on helper threads, while we initialise
     state = placement.init(task, init_rng)
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=train_cfg.keep_checkpoints)
     restored, restored_step = checkpointer.restore_latest(state)
@@ -132,7 +133,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
             [task.train_batch(first + i) for i in range(steps_per_call)])),
         stop=num_steps, stride=steps_per_call)
     device_eval_batches = [placement.put_eval(b) for b in task.eval_batches()]
-    eval_step = placement.jit_eval_step(task)
+    eval_step = lambda st, batch: compiled.eval.result()(st, batch)  # noqa: E731 - waits for its compile once
     lead = jax.process_index() == 0
     if not lead:
         echo = lambda *_args: None  # noqa: E731 - one process speaks for the run
@@ -141,7 +142,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
     progress = tqdm(total=num_steps, initial=start, disable=not (train_cfg.progress_bar and lead),
                     unit="step", dynamic_ncols=True)
     try:
-        if start == 0:
+        if start == 0 and config.get("eval", {}).get("at_start", True):
             initial = evaluate(eval_step, state, device_eval_batches, task.summarize_eval)
             writer.write(0, "eval", initial)
             echo(f"step 0: {format_eval(initial)}")
@@ -149,9 +150,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
         if start >= num_steps:
             echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
         else:
-            compile_start = time.perf_counter()
-            step_fn = placement.jit_train_step(task).lower(state, prefetcher.get(start), step_rng).compile()
-            summary["compile_seconds"] = time.perf_counter() - compile_start
+            step_fn, summary["compile_seconds"] = compiled.train.result()
             state, summary["last_train"] = _run_steps(
                 task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
                 device_eval_batches, checkpointer, writer, progress, peak, summary, process_start)

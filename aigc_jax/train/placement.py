@@ -5,8 +5,10 @@ what training runs.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
-from typing import Any
+import time
+from typing import Any, Optional
 
 import jax
 import numpy as np
@@ -24,6 +26,9 @@ class Placement:
     replicated: Any
     train_batch_axis: int
     steps_per_call: int = 1
+    abstract_state: Any = None  # shapes, dtypes and shardings of the TrainState
+    abstract_train_batch: Any = None  # ... of one call's train batch
+    abstract_eval_batch: Any = None  # ... of one evaluation batch (None without evaluation)
 
     def stack_train_batches(self, batches: list):
         """K consecutive host batches -> one batch with a leading [K] axis (K > 1 only)."""
@@ -49,6 +54,24 @@ class Placement:
     def jit_eval_step(self, task):
         return jax.jit(task.eval_step, in_shardings=(self.state, self.eval_batch), out_shardings=self.replicated)
 
+    def compile_ahead(self, task, step_rng) -> "AheadOfTime":
+        """Starts compiling the train and eval steps from the shapes alone, on helper threads, so
+        that compilation overlaps initialisation, restoring a checkpoint and each other."""
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="compile")
+
+        def compile_train():
+            start = time.perf_counter()
+            compiled = self.jit_train_step(task).lower(self.abstract_state, self.abstract_train_batch, step_rng).compile()
+            return compiled, time.perf_counter() - start
+
+        train = pool.submit(compile_train)
+        evaluation = None
+        if self.abstract_eval_batch is not None:
+            evaluation = pool.submit(lambda: self.jit_eval_step(task).lower(
+                self.abstract_state, self.abstract_eval_batch).compile())
+        pool.shutdown(wait=False)  # the threads end with their compiles
+        return AheadOfTime(train, evaluation)
+
     def put_train(self, batch):
         return parallel.put_batch(batch, self.train_batch)
 
@@ -56,10 +79,23 @@ class Placement:
         return parallel.put_batch(batch, self.eval_batch)
 
 
+@dataclasses.dataclass
+class AheadOfTime:
+    """Futures of the compiled steps: train -> (executable, compile seconds); eval -> executable."""
+    train: concurrent.futures.Future
+    eval: Optional[concurrent.futures.Future]
+
+
+def abstract(tree, shardings):
+    """Arrays (or shapes) -> ShapeDtypeStructs carrying the given shardings, for ahead-of-time lowering."""
+    return jax.tree_util.tree_map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings)
+
+
 def place(task, mesh: Mesh, rng, steps_per_call: int = 1) -> Placement:
     """Shardings for `task` on `mesh`; a batch that does not divide over the data axes is an
     error naming the numbers, raised before anything compiles."""
-    state = parallel.state_sharding(jax.eval_shape(task.init, rng), mesh, task.sharding_rules)
+    state_shapes = jax.eval_shape(task.init, rng)
+    state = parallel.state_sharding(state_shapes, mesh, task.sharding_rules)
     first = task.train_batch(0)
     parallel.check_batch(first, mesh, task.train_batch_axis, "the train batch (train.batch_size / grad_accum_steps)")
     batch_axis = task.train_batch_axis
@@ -67,10 +103,14 @@ def place(task, mesh: Mesh, rng, steps_per_call: int = 1) -> Placement:
         first = jax.tree_util.tree_map(lambda leaf: np.stack([leaf] * steps_per_call), first)
         batch_axis += 1
     eval_batches = task.eval_batches()
-    eval_sharding = None
+    eval_sharding = abstract_eval = None
     if eval_batches:
         parallel.check_batch(eval_batches[0], mesh, 0, "the evaluation batch (eval.batch_size)")
         eval_sharding = parallel.batch_sharding(eval_batches[0], mesh, 0)
-    return Placement(mesh=mesh, state=state, train_batch=parallel.batch_sharding(first, mesh, batch_axis),
+        abstract_eval = abstract(eval_batches[0], eval_sharding)
+    train_sharding = parallel.batch_sharding(first, mesh, batch_axis)
+    return Placement(mesh=mesh, state=state, train_batch=train_sharding,
                      eval_batch=eval_sharding, replicated=parallel.replicated(mesh),
-                     train_batch_axis=batch_axis, steps_per_call=steps_per_call)
+                     train_batch_axis=batch_axis, steps_per_call=steps_per_call,
+                     abstract_state=abstract(state_shapes, state), abstract_train_batch=abstract(first, train_sharding),
+                     abstract_eval_batch=abstract_eval)
