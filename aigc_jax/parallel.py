@@ -19,6 +19,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from aigc_jax.config import ConfigError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
 
@@ -167,6 +169,30 @@ def resolve_cpu_devices(setting: int, batch_size: int, cores: Optional[int] = No
     while batch_size % count:
         count -= 1
     return count
+
+
+def apply_xla_flags(config) -> str:
+    """Appends the config's `xla_flags` (e.g. XLA:CPU options a recipe was tuned with) to the
+    XLA_FLAGS environment variable, after any already there, and returns them. XLA reads
+    XLA_FLAGS once, when JAX starts its first backend, so this must run before any
+    computation; afterwards it is an error rather than a silent no-op."""
+    extra = str(config.get("xla_flags", "") or "").strip()
+    if not extra:
+        return ""
+    from jax._src import xla_bridge
+    started = getattr(xla_bridge, "backends_are_initialized", lambda: False)()
+    if started:
+        raise ConfigError(f"xla_flags={extra!r} must be applied before JAX's first computation; "
+                        f"JAX is already running in this process")
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra}".strip()
+    return extra
+
+
+def prepare_host(config) -> None:
+    """What the command-line entry points set up from the config before any computation:
+    XLA flags, then the split of the CPU into devices."""
+    apply_xla_flags(config)
+    split_host_cpu(config)
 
 
 def split_host_cpu(config) -> int:

@@ -31,7 +31,7 @@ def main(overrides):
         raise cli.ConfigError("--workdir is required")
     config = cli.config_from_flags(overrides)
     points = sweep.expand_points(config, FLAGS.sweep, FLAGS.mode)  # validates before any run
-    parallel.split_host_cpu(config)  # every run of this process shares the CPU devices
+    parallel.prepare_host(config)  # every run of this process shares the XLA flags and CPU devices
     seeds = list(range(FLAGS.seeds))
     if FLAGS.print_commands:
         for point in points:

@@ -18,7 +18,7 @@ def main(overrides):
     config = cli.config_from_flags(overrides)
     if not flags.FLAGS.workdir:
         raise cli.ConfigError("--workdir is required")
-    parallel.split_host_cpu(config)  # CPU: one XLA device per core; before any computation
+    parallel.prepare_host(config)  # XLA flags, CPU devices; before any computation
     parallel.initialize_distributed(config.get("distributed"))  # multi-host runs; before any computation
     train(config, flags.FLAGS.workdir)
 

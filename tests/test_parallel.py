@@ -6,11 +6,12 @@ import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 from aigc_jax import parallel
-from aigc_jax.config import apply_overrides
+from aigc_jax.config import ConfigError, apply_overrides
 from aigc_jax.train import loop
 from tests.conftest import REPO
 
@@ -110,6 +111,14 @@ def test_mesh_and_batch_errors_come_before_compiling(tiny_lm_config, tmp_path):
     parallel.check_batch(np.zeros((1, 12, 5)), mesh, 1, "the train batch")
 
 
+def test_xla_flags_after_jax_started_are_an_error_not_ignored():
+    import ml_collections
+    jax.numpy.zeros(1).block_until_ready()  # JAX is running in the test process
+    with pytest.raises(ConfigError, match="before JAX's first computation"):
+        parallel.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": "--xla_cpu_enable_fast_math=false"}))
+    assert parallel.apply_xla_flags(ml_collections.ConfigDict({"xla_flags": ""})) == ""
+
+
 def test_cpu_devices_resolve_to_a_divisor_of_the_batch():
     assert parallel.resolve_cpu_devices(-1, batch_size=12, cores=2) == 2
     assert parallel.resolve_cpu_devices(-1, batch_size=12, cores=8) == 6  # largest count dividing 12
@@ -125,15 +134,18 @@ def test_split_cpu_runs_the_same_steps_as_one_device(small_text_file, tmp_path):
     summaries, outputs = {}, {}
     for count in (0, 2):
         workdir = tmp_path / f"cpu{count}"
+        # The 2-device run also passes config.xla_flags: its HLO dump shows that XLA got them.
+        xla_flags = [f"--config.xla_flags=--xla_dump_to={tmp_path / 'dump'}"] if count else []
         result = subprocess.run(
             [sys.executable, "-m", "experiments.train", "--config=configs/gpt_char.py:tiny",
              f"--config.data.path={small_text_file}", "--config.train.progress_bar=false",
-             f"--config.mesh.cpu_devices={count}", f"--workdir={workdir}"],
+             f"--config.mesh.cpu_devices={count}", f"--workdir={workdir}", *xla_flags],
             cwd=REPO, capture_output=True, text=True, timeout=300,
             env=dict(os.environ, XLA_FLAGS=""))
         assert result.returncode == 0, result.stderr[-3000:]
         outputs[count] = result.stdout
         summaries[count] = json.loads((workdir / "summary.json").read_text())
     assert "over 2 devices" in outputs[2] and "mesh:" not in outputs[0]
+    assert any(p.name.endswith(".txt") for p in (tmp_path / "dump").iterdir())
     assert summaries[2]["last_train"]["loss"] == pytest.approx(summaries[0]["last_train"]["loss"], abs=TOLERANCE)
     assert summaries[2]["final_eval"]["loss"] == pytest.approx(summaries[0]["final_eval"]["loss"], abs=TOLERANCE)
