@@ -2,6 +2,7 @@
 
   python experiments/bench_lm.py                       # shakespeare_cpu shape
   python experiments/bench_lm.py --preset=gpt2_small   # GPT-2 small shape, shorter context
+  python experiments/bench_lm.py --config=configs/gpt_char.py:speedrun   # any LM config, JAX only
 
 Both sides train the identical architecture (pre-norm GPT, learned positions, tied
 embeddings, tanh-GELU) with the identical optimizer (AdamW, decay on matrices, global-norm
@@ -9,6 +10,10 @@ clipping, warm-up + cosine) on the same shapes and batch. Each measurement runs 
 subprocess, JAX and PyTorch alternating, so neither inherits the other's threads or
 memory; the table gives medians over the repeats. The matmul peak that MFU refers to is
 measured in the same invocation (a large float32 matmul in JAX).
+
+With --config, the JAX side is the training loop's own compiled step (`placement`), built from
+that config (its architecture, optimizer, steps per call, `xla_flags` and CPU devices), on the
+config's data; there is no PyTorch reference for it, since the architectures differ.
 """
 from __future__ import annotations
 
@@ -52,6 +57,20 @@ def model_flops_per_step(args) -> float:
     per_block = 12 * width * width + (13 * width if bias else 4 * width)
     n = vocab * width + layers * per_block + (2 if bias else 1) * width
     return (6.0 * n + 12.0 * layers * width * context) * batch * context
+
+
+def time_calls(compiled, state, batches, rng, steps_per_call: int, warmup_calls: int):
+    """Runs the compiled step over the batches; per-step seconds of each call after the warm-up
+    calls (waiting for each call's metrics), and the last metrics."""
+    import jax
+    times = []
+    for i, batch in enumerate(batches):
+        t0 = time.perf_counter()
+        state, metrics = compiled(state, batch, rng)
+        jax.block_until_ready(metrics)
+        if i >= warmup_calls:
+            times.append((time.perf_counter() - t0) / steps_per_call)
+    return times, metrics
 
 
 def jax_worker(args) -> dict:
@@ -101,13 +120,7 @@ def jax_worker(args) -> dict:
     compiled = fn.lower(state, batches[0], rng).compile()
     compile_seconds = time.perf_counter() - start
     memory = compiled.memory_analysis()
-    times = []
-    for i, b in enumerate(batches):
-        t0 = time.perf_counter()
-        state, metrics = compiled(state, b, rng)
-        jax.block_until_ready(metrics)
-        if i >= args.warmup // k:
-            times.append((time.perf_counter() - t0) / k)
+    times, metrics = time_calls(compiled, state, batches, rng, k, args.warmup // k)
     xla_bytes = None
     if memory is not None:
         xla_bytes = (memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
@@ -117,6 +130,36 @@ def jax_worker(args) -> dict:
             "device": jax.devices()[0].device_kind, "datasheet_peak": peak_flops_per_device(),
             "xla_buffer_mb": xla_bytes / 2**20 if xla_bytes is not None else None,
             "final_loss": float(metrics["loss"])}
+
+
+def config_worker(args) -> dict:
+    """The loop's compiled train step for an LM config: (K steps per call) x calls, timed per step."""
+    from aigc_jax import config as config_lib
+    from aigc_jax import parallel
+    config = config_lib.load_config(args.config, args.override)
+    parallel.prepare_host(config)  # the config's xla_flags and CPU devices, before JAX starts
+    import jax
+    from aigc_jax.tasks import build_task
+    from aigc_jax.train.placement import place
+    task = build_task(config, "")
+    k = int(config.train.steps_per_call)
+    if args.warmup % k or args.steps % k:
+        raise SystemExit(f"--warmup and --steps must be multiples of the config's steps_per_call ({k})")
+    rng = jax.random.key(config.seed)
+    placement = place(task, parallel.make_mesh(config.get("mesh")), rng, k)
+    state = placement.init(task, rng)
+    calls = (args.warmup + args.steps) // k
+    batches = [placement.put_train(placement.stack_train_batches([task.train_batch(i * k + j) for j in range(k)]))
+               for i in range(calls)]
+    start = time.perf_counter()
+    compiled = placement.jit_train_step(task).lower(state, batches[0], rng).compile()
+    compile_seconds = time.perf_counter() - start
+    times, _ = time_calls(compiled, state, batches, rng, k, args.warmup // k)
+    return {"step_times": times, "compile_seconds": compile_seconds, "peak_rss_mb": peak_rss_mb(),
+            "device": jax.devices()[0].device_kind, "datasheet_peak": None, "xla_buffer_mb": None,
+            "tokens_per_step": task.items_per_step, "flops_per_step": task.flops_per_step,
+            "description": f"{args.config} {' '.join(args.override)}: {task.num_params:,} parameters, "
+                           f"{config.optimizer.name}, {k} steps per call, xla_flags {config.get('xla_flags', '')!r}"}
 
 
 def torch_worker(args) -> dict:
@@ -214,7 +257,8 @@ def run_child(kind: str, args) -> dict:
                f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
                f"--steps_per_call={args.steps_per_call}", f"--attention_impl={args.attention_impl}",
                f"--cpu_devices={args.cpu_devices}", f"--dtype={args.dtype}",
-               f"--context={args.context}", f"--batch={args.batch}"]
+               f"--context={args.context}", f"--batch={args.batch}", f"--config={args.config}",
+               *[f"--override={o}" for o in args.override]]
     if args.remat:
         command.append("--remat")
     env = dict(os.environ)
@@ -258,16 +302,21 @@ def main():
     parser.add_argument("--batch", type=int, default=0, help="override the preset's batch size")
     parser.add_argument("--remat", action="store_true", help="recompute each block in the backward pass")
     parser.add_argument("--xla_flags", default="", help="extra XLA_FLAGS for the JAX runs")
+    parser.add_argument("--config", default="", help="time the loop's step for this LM config (JAX only)")
+    parser.add_argument("--override", action="append", default=[], help="config override field=value (repeatable)")
     parser.add_argument("--skip_torch", action="store_true")
     parser.add_argument("--json", default="", help="also write the results here")
     parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker = {"jax": jax_worker, "torch": torch_worker, "peak": matmul_peak_worker}[args.worker]
+        worker = {"jax": jax_worker, "torch": torch_worker, "peak": matmul_peak_worker,
+                  "config": config_worker}[args.worker]
         print(json.dumps(worker(args)))
         return
     if args.steps_per_call > 1 and (args.warmup % args.steps_per_call or args.steps % args.steps_per_call):
         parser.error("--warmup and --steps must be multiples of --steps_per_call")
+    if args.config:
+        return bench_config(args)
     layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     peak = run_child("peak", args)["flops"]
     runs = {"jax": [], "torch": []}
@@ -301,6 +350,22 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "peak_flops": peak, "table": table}, f, indent=2)
+
+
+def bench_config(args) -> None:
+    """JAX only: the loop's step for --config, median over --repeats fresh processes."""
+    peak = run_child("peak", args)["flops"]
+    runs = [run_child("config", args) for _ in range(args.repeats)]
+    row = summarize(runs, runs[0]["tokens_per_step"], runs[0]["flops_per_step"] or 0.0, peak)
+    print(f"{runs[0]['description']}; {args.steps} timed steps x {args.repeats} repeats; measured float32 "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    print("| config | step ms (median) | spread p10-p90 ms | tokens/s | MFU (measured peak) | peak RSS MB | compile s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {args.config} {' '.join(args.override)} | {row['step_ms']:.2f} | {row['spread_ms']:.2f} | "
+          f"{row['tokens_per_second']:,.0f} | {row['mfu']:.1%} | {row['peak_rss_mb']:.0f} | {row['compile_seconds']:.1f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "peak_flops": peak, "table": {"config": row}}, f, indent=2)
 
 
 if __name__ == "__main__":

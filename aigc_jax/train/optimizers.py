@@ -66,6 +66,8 @@ def make_muon(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
             lambda path, p: optax.contrib.MuonDimensionNumbers(0, 1)
             if p.ndim == 2 and (muon_embeddings or not is_embedding(path)) else None, params)
 
+    if opt.learning_rate <= 0:
+        raise ValueError(f"optimizer.learning_rate must be positive for muon, got {opt.learning_rate}")
     adam_lr = float(opt.get("adam_learning_rate", 0.0)) or opt.learning_rate
     adam_schedule = lambda step: schedule(step) * (adam_lr / opt.learning_rate)  # noqa: E731 - same shape
     core = optax.contrib.muon(schedule, ns_steps=int(opt.get("muon_ns_steps", 5)), adam_b1=opt.beta1,
