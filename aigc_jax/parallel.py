@@ -183,7 +183,7 @@ def apply_xla_flags(config) -> str:
     started = getattr(xla_bridge, "backends_are_initialized", lambda: False)()
     if started:
         raise ConfigError(f"xla_flags={extra!r} must be applied before JAX's first computation; "
-                        f"JAX is already running in this process")
+                          f"JAX is already running in this process")
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {extra}".strip()
     return extra
 

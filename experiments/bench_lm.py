@@ -359,10 +359,12 @@ def bench_config(args) -> None:
     row = summarize(runs, runs[0]["tokens_per_step"], runs[0]["flops_per_step"] or 0.0, peak)
     print(f"{runs[0]['description']}; {args.steps} timed steps x {args.repeats} repeats; measured float32 "
           f"matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print("| config | step ms (median) | spread p10-p90 ms | tokens/s | MFU (measured peak) | peak RSS MB | compile s |")
+    print("| config | step ms (median) | spread p10-p90 ms | tokens/s | MFU (measured peak) | peak RSS MB "
+          "| compile s |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     print(f"| {args.config} {' '.join(args.override)} | {row['step_ms']:.2f} | {row['spread_ms']:.2f} | "
-          f"{row['tokens_per_second']:,.0f} | {row['mfu']:.1%} | {row['peak_rss_mb']:.0f} | {row['compile_seconds']:.1f} |")
+          f"{row['tokens_per_second']:,.0f} | {row['mfu']:.1%} | {row['peak_rss_mb']:.0f} | "
+          f"{row['compile_seconds']:.1f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"args": vars(args), "peak_flops": peak, "table": {"config": row}}, f, indent=2)

@@ -3,8 +3,8 @@
 The loop owns: compiling the train and eval steps once, ahead of time on helper threads
 (state donated; `train.steps_per_call` optimizer steps per call), host-side batch prefetch,
 metrics fetched one call behind (the host never waits on the call it just queued), periodic
-evaluation (`eval.at_start`: also at step 0), Orbax checkpoints with resume, a NaN/Inf guard, JSONL and
-TensorBoard logs, a progress bar, and the end-of-run summary.
+evaluation (`eval.at_start`: also at step 0), Orbax checkpoints with resume, a NaN/Inf
+guard, JSONL and TensorBoard logs, a progress bar, and the end-of-run summary.
 """
 from __future__ import annotations
 

@@ -71,8 +71,8 @@ def make_muon(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
     adam_lr = float(opt.get("adam_learning_rate", 0.0)) or opt.learning_rate
     adam_schedule = lambda step: schedule(step) * (adam_lr / opt.learning_rate)  # noqa: E731 - same shape
     core = optax.contrib.muon(schedule, ns_steps=int(opt.get("muon_ns_steps", 5)), adam_b1=opt.beta1,
-                              adam_b2=opt.beta2, weight_decay=opt.weight_decay, weight_decay_mask=matrices_only, adam_learning_rate=adam_schedule,
-                              muon_weight_dimension_numbers=dimension_numbers)
+                              adam_b2=opt.beta2, weight_decay=opt.weight_decay, weight_decay_mask=matrices_only,
+                              adam_learning_rate=adam_schedule, muon_weight_dimension_numbers=dimension_numbers)
     if muon_embeddings or not opt.weight_decay:
         return core
     # optax's AdamW part decays all its parameters or none: decay the embeddings (as AdamW

@@ -61,7 +61,8 @@ class Placement:
 
         def compile_train():
             start = time.perf_counter()
-            compiled = self.jit_train_step(task).lower(self.abstract_state, self.abstract_train_batch, step_rng).compile()
+            lowered = self.jit_train_step(task).lower(self.abstract_state, self.abstract_train_batch, step_rng)
+            compiled = lowered.compile()
             return compiled, time.perf_counter() - start
 
         train = pool.submit(compile_train)
@@ -112,5 +113,5 @@ def place(task, mesh: Mesh, rng, steps_per_call: int = 1) -> Placement:
     return Placement(mesh=mesh, state=state, train_batch=train_sharding,
                      eval_batch=eval_sharding, replicated=parallel.replicated(mesh),
                      train_batch_axis=batch_axis, steps_per_call=steps_per_call,
-                     abstract_state=abstract(state_shapes, state), abstract_train_batch=abstract(first, train_sharding),
-                     abstract_eval_batch=abstract_eval)
+                     abstract_state=abstract(state_shapes, state),
+                     abstract_train_batch=abstract(first, train_sharding), abstract_eval_batch=abstract_eval)
