@@ -149,8 +149,7 @@ def config_worker(args) -> dict:
     placement = place(task, parallel.make_mesh(config.get("mesh")), rng, k)
     state = placement.init(task, rng)
     calls = (args.warmup + args.steps) // k
-    batches = [placement.put_train(placement.stack_train_batches([task.train_batch(i * k + j) for j in range(k)]))
-               for i in range(calls)]
+    batches = [placement.call_batch(task, i * k) for i in range(calls)]
     start = time.perf_counter()
     compiled = placement.jit_train_step(task).lower(state, batches[0], rng).compile()
     compile_seconds = time.perf_counter() - start
@@ -313,10 +312,10 @@ def main():
                   "config": config_worker}[args.worker]
         print(json.dumps(worker(args)))
         return
+    if args.config:  # its steps per call come from the config (checked in the worker)
+        return bench_config(args)
     if args.steps_per_call > 1 and (args.warmup % args.steps_per_call or args.steps % args.steps_per_call):
         parser.error("--warmup and --steps must be multiples of --steps_per_call")
-    if args.config:
-        return bench_config(args)
     layers, heads, width, context, batch, vocab, bias = bench_shape(args)
     peak = run_child("peak", args)["flops"]
     runs = {"jax": [], "torch": []}

@@ -78,7 +78,6 @@ def test_a_few_hundred_steps_move_samples_toward_the_ring_modes(tmp_path):
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000300.png")
 
 
-
 def test_checkpointed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     # Everything that carries state across steps: PacGAN2, two critic steps with the gradient
     # penalty's random interpolates, EMA weights, batch-norm statistics, class conditioning.

@@ -14,7 +14,6 @@ import pytest
 
 from aigc_jax.config import ConfigError, apply_overrides
 from aigc_jax.data.text import DataError
-from aigc_jax.tasks import build_task
 from aigc_jax.train import loop
 from aigc_jax.train.checkpoints import CheckpointError, Checkpointer
 from aigc_jax.train.metrics import read_metrics
@@ -24,7 +23,6 @@ from tests.conftest import restore_newest, REPO, config_path
 
 def quiet(*_args):
     pass
-
 
 
 def read_tensorboard_records(path):

@@ -129,9 +129,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
     writer = MetricsWriter(workdir, resume_step=start) if jax.process_index() == 0 else NullWriter()
     peak = peak_flops_per_device(train_cfg.peak_flops_per_device) * jax.device_count()
     prefetcher = Prefetcher(  # keyed by the first step of each call
-        lambda first: placement.put_train(placement.stack_train_batches(
-            [task.train_batch(first + i) for i in range(steps_per_call)])),
-        stop=num_steps, stride=steps_per_call)
+        lambda first: placement.call_batch(task, first), stop=num_steps, stride=steps_per_call)
     device_eval_batches = [placement.put_eval(b) for b in task.eval_batches()]
     eval_step = lambda st, batch: compiled.eval.result()(st, batch)  # noqa: E731 - waits for its compile once
     lead = jax.process_index() == 0

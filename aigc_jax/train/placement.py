@@ -36,6 +36,12 @@ class Placement:
             return batches[0]
         return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *batches)
 
+    def call_batch(self, task, first: int):
+        """The device batch of the call whose first optimizer step is `first`: the task's batches
+        for its K steps, stacked [K, ...] when K > 1, placed with the train-batch shardings."""
+        batches = [task.train_batch(first + i) for i in range(self.steps_per_call)]
+        return self.put_train(self.stack_train_batches(batches))
+
     def init(self, task, rng):
         return jax.jit(task.init, out_shardings=self.state)(rng)
 
