@@ -51,6 +51,24 @@ def test_grouped_query_attention_equals_multi_head_with_shared_kv():
     # Two kv heads shared by groups of two query heads: multi-head with each kv head repeated.
     np.testing.assert_allclose(layers.grouped_attention(q, k, v, mask),
                                reference_multi_head(q, k_full, v_full, mask), atol=1e-5)
+    # A different mask per example (padding, a KV cache), with groups of two.
+    ragged = mask & (jnp.arange(6)[None, None, :] < jnp.array([6, 4])[:, None, None])
+    np.testing.assert_allclose(layers.grouped_attention(q, k, v, ragged),
+                               reference_multi_head(q, k_full, v_full, ragged), atol=1e-5)
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_grouped_attention_softmax_runs_on_four_dims(kv_heads):
+    """The softmax and its backward reductions see [B, K, G*T, S]: with a size-1 group axis
+    (multi-head) XLA:CPU's fused reductions ran ~8x slower (performance.md)."""
+    q = jnp.zeros((2, 6, 4, 8))
+    kv = jnp.zeros((2, 6, kv_heads, 8))
+    loss = lambda q, k, v: layers.grouped_attention(q, k, v, layers.causal_mask(6)).sum()
+    jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1, 2)))(q, kv, kv)
+    reductions = [e for e in jaxpr.jaxpr.eqns if e.primitive.name in ("reduce_max", "reduce_sum")
+                  and e.invars[0].aval.ndim >= 4]
+    assert reductions, "expected the softmax's reductions over keys"
+    assert all(e.invars[0].aval.ndim == 4 for e in reductions)
 
 
 def test_multi_query_has_fewer_parameters():
