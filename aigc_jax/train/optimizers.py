@@ -5,6 +5,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aigc_jax.train.muon import scale_by_muon
+
 OPTIMIZERS = ("adamw", "lion", "adafactor", "muon")
 
 
@@ -53,33 +55,27 @@ def is_embedding(path) -> bool:
 
 
 def make_muon(opt, schedule: optax.Schedule) -> optax.GradientTransformation:
-    """Muon (Jordan et al. 2024) on the hidden weight matrices at `learning_rate`; AdamW
-    (Nesterov, as optax's muon runs it) at `adam_learning_rate` on everything else: biases,
-    norm scales and, unless `muon_embeddings`, the embedding tables (Muon is an optimizer for
-    hidden layers; a tied embedding is also the output layer)."""
-    if not hasattr(optax, "contrib") or not hasattr(optax.contrib, "muon"):
-        raise ValueError("optimizer.name='muon' needs an optax with optax.contrib.muon")
+    """Muon (Jordan et al. 2024; aigc_jax/train/muon.py) on the hidden weight matrices at
+    `learning_rate`; AdamW (Nesterov, as optax's muon runs it) at `adam_learning_rate` on
+    everything else: biases, norm scales and, unless `muon_embeddings`, the embedding tables
+    (Muon is an optimizer for hidden layers; a tied embedding is also the output layer).
+    Decoupled weight decay on every matrix, the embeddings included."""
     muon_embeddings = bool(opt.get("muon_embeddings", False))
-
-    def dimension_numbers(params):
-        return jax.tree_util.tree_map_with_path(
-            lambda path, p: optax.contrib.MuonDimensionNumbers(0, 1)
-            if p.ndim == 2 and (muon_embeddings or not is_embedding(path)) else None, params)
-
     if opt.learning_rate <= 0:
         raise ValueError(f"optimizer.learning_rate must be positive for muon, got {opt.learning_rate}")
     adam_lr = float(opt.get("adam_learning_rate", 0.0)) or opt.learning_rate
     adam_schedule = lambda step: schedule(step) * (adam_lr / opt.learning_rate)  # noqa: E731 - same shape
-    core = optax.contrib.muon(schedule, ns_steps=int(opt.get("muon_ns_steps", 5)), adam_b1=opt.beta1,
-                              adam_b2=opt.beta2, weight_decay=opt.weight_decay, weight_decay_mask=matrices_only,
-                              adam_learning_rate=adam_schedule, muon_weight_dimension_numbers=dimension_numbers)
-    if muon_embeddings or not opt.weight_decay:
-        return core
-    # optax's AdamW part decays all its parameters or none: decay the embeddings (as AdamW
-    # would), not the biases and norm scales.
-    embeddings_only = lambda params: jax.tree_util.tree_map_with_path(  # noqa: E731
-        lambda path, p: p.ndim >= 2 and is_embedding(path), params)
-    return optax.chain(core, decoupled_weight_decay(opt.weight_decay, adam_schedule, embeddings_only))
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda path, p: "muon" if p.ndim == 2 and (muon_embeddings or not is_embedding(path)) else "adam", params)
+
+    muon_part = optax.chain(scale_by_muon(ns_steps=int(opt.get("muon_ns_steps", 5))),
+                            optax.add_decayed_weights(opt.weight_decay), optax.scale_by_learning_rate(schedule))
+    adam_part = optax.chain(optax.adamw(adam_schedule, b1=opt.beta1, b2=opt.beta2, eps=opt.eps, weight_decay=0.0,
+                                        nesterov=True),
+                            decoupled_weight_decay(opt.weight_decay, adam_schedule, matrices_only))
+    return optax.multi_transform({"muon": muon_part, "adam": adam_part}, labels)
 
 
 def make_optimizer(opt, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
