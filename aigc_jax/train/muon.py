@@ -46,7 +46,8 @@ class MuonState(NamedTuple):
 def scale_by_muon(beta: float = 0.95, ns_steps: int = 5, eps: float = 1e-8) -> optax.GradientTransformation:
     """Nesterov momentum (bias-corrected, as optax's muon) orthogonalised per matrix, times
     sqrt(max(1, fan_out / fan_in)) so that wide and tall layers move alike (Jordan et al.).
-    Every leaf must be a [fan_in, fan_out] matrix; apply it through optax.partition."""
+    Every leaf must be a [fan_in, fan_out] matrix; route other leaves elsewhere
+    (optax.multi_transform)."""
     def init(params):
         return MuonState(count=jnp.zeros([], jnp.int32), momentum=jax.tree_util.tree_map(jnp.zeros_like, params))
 
@@ -60,8 +61,9 @@ def scale_by_muon(beta: float = 0.95, ns_steps: int = 5, eps: float = 1e-8) -> o
 
         def orthogonal_step(m, g):
             nesterov = beta * m / corrected_next + (1 - beta) * g / corrected_now
+            direction = newton_schulz(nesterov, ns_steps, eps)  # rejects anything but a matrix
             fan_in, fan_out = m.shape
-            return newton_schulz(nesterov, ns_steps, eps) * max(1.0, fan_out / fan_in) ** 0.5
+            return direction * max(1.0, fan_out / fan_in) ** 0.5
 
         return jax.tree_util.tree_map(orthogonal_step, momentum, updates), MuonState(count, momentum)
 
