@@ -38,7 +38,7 @@ def kernel_times(trace_dir: str) -> collections.Counter:
 def hlo_origins(hlo_text: str) -> dict:
     """Kernel (HLO instruction) name -> (result shape, the JAX operation in its metadata)."""
     origins = {}
-    pattern = r"^\s*(?:ROOT )?%(\S+) = (\S+) [a-z-]+\(.*?op_name=\"([^\"]*)\""
+    pattern = r"^\s*(?:ROOT )?%(\S+) = (\(.*?\)|\S+) [a-z-]+\(.*?op_name=\"([^\"]*)\""  # shape: array or tuple
     for match in re.finditer(pattern, hlo_text, re.M):
         origins[match.group(1)] = (match.group(2), match.group(3).split("/")[-4:])
     return origins
