@@ -161,12 +161,12 @@ def config_worker(args) -> dict:
                            f"{config.optimizer.name}, {k} steps per call, xla_flags {config.get('xla_flags', '')!r}"}
 
 
-def torch_worker(args) -> dict:
+def torch_gpt(args):
+    """The reference: the benchmark's architecture in plain PyTorch (pre-norm blocks, fused QKV,
+    SDPA attention, tanh-GELU MLP, learned positions, tied output projection, GPT-2 init)."""
     import torch
     import torch.nn as nn
     import torch.nn.functional as F
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     layers, heads, width, context, batch, vocab, bias = bench_shape(args)
 
     class Block(nn.Module):
@@ -205,7 +205,16 @@ def torch_worker(args) -> dict:
                 x = block(x)
             return self.norm(x) @ self.token.weight.T  # tied output projection
 
-    model = GPT()
+    return GPT()
+
+
+def torch_worker(args) -> dict:
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    vocab = bench_shape(args)[5]
+    model = torch_gpt(args)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
@@ -280,7 +289,8 @@ def summarize(runs: list[dict], tokens_per_step: int, flops_per_step: float, pea
             "tokens_per_second": tokens_per_step / step, "mfu": flops_per_step / step / peak,
             "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in runs),
             "compile_seconds": statistics.median(r["compile_seconds"] for r in runs) if "compile_seconds" in runs[0] else None,
-            "xla_buffer_mb": runs[0].get("xla_buffer_mb"), "per_repeat_tokens_per_second": [tokens_per_step / m for m in medians]}
+            "xla_buffer_mb": runs[0].get("xla_buffer_mb"), "per_repeat_tokens_per_second": [tokens_per_step / m for m in medians],
+            "final_loss": statistics.median(r["final_loss"] for r in runs) if "final_loss" in runs[0] else None}
 
 
 def main():

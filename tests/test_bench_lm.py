@@ -1,0 +1,97 @@
+"""experiments/bench_lm.py: its FLOP count, the PyTorch reference's architecture, and the
+report of a short real run (no timing is asserted, only that the numbers hang together)."""
+import json
+import math
+import os
+import subprocess
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.models.transformer import TransformerLM, count_params
+from experiments import bench_lm
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = types.SimpleNamespace(preset="shakespeare_cpu", context=16, batch=2)
+
+
+def our_model(args):
+    layers, heads, width, context, batch, vocab, bias = bench_lm.bench_shape(args)
+    model = TransformerLM(vocab_size=vocab, num_layers=layers, num_heads=heads, embed_dim=width,
+                          context_length=context, use_bias=bias)
+    return model, model.init(jax.random.key(0), jnp.zeros((1, context), jnp.int32))["params"]
+
+
+def test_flops_per_step_is_6n_plus_12lct_with_n_counted_from_our_model():
+    model, params = our_model(SMALL)
+    n = count_params({"params": params}) - params["pos_embed"]["embedding"].size  # lookups cost no FLOPs
+    layers, _, width, context, batch, _, _ = bench_lm.bench_shape(SMALL)
+    expected = (6 * n + 12 * layers * width * context) * batch * context
+    assert bench_lm.model_flops_per_step(SMALL) == pytest.approx(expected)
+
+
+def test_pytorch_reference_is_our_architecture_logit_for_logit():
+    torch = pytest.importorskip("torch")
+    _, params = our_model(SMALL)
+    reference = bench_lm.torch_gpt(SMALL)
+    assert sum(p.numel() for p in reference.parameters()) == count_params({"params": params})
+    t = lambda a: torch.from_numpy(np.asarray(a).copy())  # noqa: E731
+    with torch.no_grad():
+        reference.token.weight.copy_(t(params["token_embed"]["embedding"]))
+        reference.position.weight.copy_(t(params["pos_embed"]["embedding"]))
+        reference.norm.weight.copy_(t(params["final_norm"]["scale"]))
+        reference.norm.bias.copy_(t(params["final_norm"]["bias"]))
+        for i, block in enumerate(reference.blocks):
+            ours = params[f"block_{i}"]
+            for norm in ("norm1", "norm2"):
+                getattr(block, norm).weight.copy_(t(ours[norm]["scale"]))
+                getattr(block, norm).bias.copy_(t(ours[norm]["bias"]))
+            for name, linear in (("qkv", ours["attn"]["qkv"]), ("out", ours["attn"]["out"]),
+                                 ("up", ours["mlp"]["up"]), ("down", ours["mlp"]["down"])):
+                getattr(block, name).weight.copy_(t(linear["kernel"]).T)  # torch stores [out, in]
+                getattr(block, name).bias.copy_(t(linear["bias"]))
+    tokens = np.random.default_rng(0).integers(0, 65, size=(2, 16))
+    model, _ = our_model(SMALL)
+    ours = model.apply({"params": params}, jnp.asarray(tokens, jnp.int32))
+    ours = ours[0] if isinstance(ours, tuple) else ours
+    theirs = reference(torch.from_numpy(tokens).long()).detach().numpy()
+    np.testing.assert_allclose(np.asarray(ours), theirs, atol=2e-4, rtol=1e-4)
+
+
+def run_bench(*flags):
+    return subprocess.run([sys.executable, "experiments/bench_lm.py", *flags], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_short_run_reports_consistent_numbers(tmp_path):
+    out = run_bench("--context=16", "--batch=2", "--steps=4", "--warmup=2", "--steps_per_call=2", "--repeats=1",
+                    "--skip_torch", f"--json={tmp_path / 'r.json'}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "r.json").read_text())
+    row = report["table"]["jax"]
+    step = row["step_ms"] / 1e3
+    assert step > 0 and row["tokens_per_second"] == pytest.approx(2 * 16 / step)
+    flops = bench_lm.model_flops_per_step(types.SimpleNamespace(preset="shakespeare_cpu", context=16, batch=2))
+    assert row["mfu"] == pytest.approx(flops / step / report["peak_flops"])
+    assert 0 < row["mfu"] < 1 and report["peak_flops"] > 1e9
+    assert row["compile_seconds"] > 0 and row["xla_buffer_mb"] > 0
+    assert abs(row["final_loss"] - math.log(65)) < 0.5  # six AdamW steps from a small init on random tokens
+    assert "| aigc_jax (JAX/XLA) |" in out.stdout and "ratio" not in out.stdout  # no reference was run
+
+
+def test_steps_must_divide_into_calls():
+    out = run_bench("--steps=5", "--warmup=2", "--steps_per_call=2", "--skip_torch")
+    assert out.returncode == 2 and "multiples of --steps_per_call" in out.stderr
+
+
+def test_config_mode_times_the_loops_step(tmp_path):
+    out = run_bench("--config=configs/gpt_char.py:tiny", "--steps=2", "--warmup=2", "--repeats=1",
+                    f"--json={tmp_path / 'r.json'}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads((tmp_path / "r.json").read_text())["table"]["config"]
+    assert row["step_ms"] > 0 and 0 < row["mfu"] < 1
+    assert "configs/gpt_char.py:tiny" in out.stdout
