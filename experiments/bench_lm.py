@@ -132,22 +132,30 @@ def jax_worker(args) -> dict:
             "final_loss": float(metrics["loss"])}
 
 
-def config_worker(args) -> dict:
-    """The loop's compiled train step for an LM config: (K steps per call) x calls, timed per step."""
+def place_config(config_path: str, overrides) -> tuple:
+    """An LM config's task placed as the training loop places it: (config, task, placement,
+    initial state, rng). Applies the config's xla_flags and CPU devices first, so it must run
+    before anything else starts JAX. Shared with experiments/profile_step.py."""
     from aigc_jax import config as config_lib
     from aigc_jax import parallel
-    config = config_lib.load_config(args.config, args.override)
-    parallel.prepare_host(config)  # the config's xla_flags and CPU devices, before JAX starts
+    config = config_lib.load_config(config_path, overrides)
+    parallel.prepare_host(config)
     import jax
     from aigc_jax.tasks import build_task
     from aigc_jax.train.placement import place
     task = build_task(config, "")
+    rng = jax.random.key(config.seed)
+    placement = place(task, parallel.make_mesh(config.get("mesh")), rng, int(config.train.steps_per_call))
+    return config, task, placement, placement.init(task, rng), rng
+
+
+def config_worker(args) -> dict:
+    """The loop's compiled train step for an LM config: (K steps per call) x calls, timed per step."""
+    config, task, placement, state, rng = place_config(args.config, args.override)
+    import jax
     k = int(config.train.steps_per_call)
     if args.warmup % k or args.steps % k:
         raise SystemExit(f"--warmup and --steps must be multiples of the config's steps_per_call ({k})")
-    rng = jax.random.key(config.seed)
-    placement = place(task, parallel.make_mesh(config.get("mesh")), rng, k)
-    state = placement.init(task, rng)
     calls = (args.warmup + args.steps) // k
     batches = [placement.call_batch(task, i * k) for i in range(calls)]
     start = time.perf_counter()

@@ -1,7 +1,7 @@
 """Per-kernel profile of the training loop's compiled step for an LM config.
 
-  python experiments/profile_step.py --config=configs/gpt_char.py:shakespeare_cpu
-  python experiments/profile_step.py --config=configs/gpt_char.py:speedrun --top=60
+  python -m experiments.profile_step --config=configs/gpt_char.py:shakespeare_cpu
+  python -m experiments.profile_step --config=configs/gpt_char.py:speedrun --top=60
 
 Traces a few calls of the step that `experiments/train.py` would run (the config's model,
 optimizer, steps per call and xla_flags) with `jax.profiler`, sums each XLA kernel's time per
@@ -52,19 +52,10 @@ def main():
     parser.add_argument("--top", type=int, default=30)
     args = parser.parse_args()
 
-    from aigc_jax import config as config_lib
-    from aigc_jax import parallel
-    config = config_lib.load_config(args.config, args.override)
-    parallel.prepare_host(config)  # the config's xla_flags, before JAX starts
+    from experiments.bench_lm import place_config
+    config, task, placement, state, rng = place_config(args.config, args.override)  # before JAX starts
     import jax
-    from aigc_jax.tasks import build_task
-    from aigc_jax.train.placement import place
-
-    task = build_task(config, "")
     k = int(config.train.steps_per_call)
-    rng = jax.random.key(config.seed)
-    placement = place(task, parallel.make_mesh(config.get("mesh")), rng, k)
-    state = placement.init(task, rng)
     batches = [placement.call_batch(task, i * k) for i in range(2 + args.calls)]
     compiled = placement.jit_train_step(task).lower(state, batches[0], rng).compile()
     for batch in batches[:2]:

@@ -75,7 +75,7 @@ def test_short_run_reports_consistent_numbers(tmp_path):
     row = report["table"]["jax"]
     step = row["step_ms"] / 1e3
     assert step > 0 and row["tokens_per_second"] == pytest.approx(2 * 16 / step)
-    flops = bench_lm.model_flops_per_step(types.SimpleNamespace(preset="shakespeare_cpu", context=16, batch=2))
+    flops = bench_lm.model_flops_per_step(SMALL)
     assert row["mfu"] == pytest.approx(flops / step / report["peak_flops"])
     assert 0 < row["mfu"] < 1 and report["peak_flops"] > 1e9
     assert row["compile_seconds"] > 0 and row["xla_buffer_mb"] > 0

@@ -8,7 +8,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_profile_lists_kernels_with_time_and_their_jax_operations():
-    out = subprocess.run([sys.executable, "experiments/profile_step.py", "--config=configs/gpt_char.py:tiny",
+    out = subprocess.run([sys.executable, "-m", "experiments.profile_step", "--config=configs/gpt_char.py:tiny",
                           "--calls=2", "--top=10"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     total = re.search(r"kernel time per optimizer step \(([\d.]+) ms in all, 2 calls x 1 steps\)", out.stdout)
