@@ -11,13 +11,25 @@ import difflib
 import importlib.util
 import json
 import os
+import sys
 from typing import Any, Iterable
 
 import ml_collections
 
+from aigc_jax.files import read_json
+
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the field."""
+
+
+def _make_importable(path: str) -> None:
+    """A config in a package folder (configs/ has __init__.py) may import its siblings
+    (`from configs import common`) wherever the command runs: the folder's parent goes on sys.path."""
+    folder = os.path.dirname(os.path.abspath(path))
+    parent = os.path.dirname(folder)
+    if os.path.exists(os.path.join(folder, "__init__.py")) and parent not in sys.path:
+        sys.path.insert(0, parent)
 
 
 def load_config_file(spec: str) -> ml_collections.ConfigDict:
@@ -25,6 +37,7 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     path, _, arg = spec.partition(":")
     if not os.path.isfile(path):
         raise ConfigError(f"config file {path!r} does not exist")
+    _make_importable(path)
     module_spec = importlib.util.spec_from_file_location(f"aigc_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
@@ -149,10 +162,14 @@ def load_saved_config(workdir: str) -> ml_collections.ConfigDict:
         raise ConfigError(f"workdir {workdir!r} does not exist")
     if not os.path.exists(path):
         raise ConfigError(f"workdir {workdir!r} has no {SAVED_CONFIG_FILE}: is it a training workdir?")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = ml_collections.ConfigDict(json.load(f))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"cannot read the saved config {path!r}: {e}") from None
+    config = ml_collections.ConfigDict(read_saved_config(path))
     config.lock()
     return config
+
+
+def read_saved_config(path: str) -> dict:
+    """The config dict a run saved at `path`; a damaged file is a ConfigError naming it."""
+    try:
+        return read_json(path, "saved config")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the saved config {path!r}: {e}") from None

@@ -102,10 +102,13 @@ def run_sweep(base_config, points: list[tuple], seeds: Sequence[int], workdir: s
 
 
 def collect(points: list[tuple], seeds: Sequence[int], workdir: str) -> list[dict]:
-    """Per point: final validation losses over the finished seeds, params, tokens/s, curves."""
+    """Per point: the final value of the family's evaluation metric over the finished seeds
+    (each run's summary names it: the LM's validation loss, a 2-D GAN's reverse KL, ...),
+    parameters, throughput in the family's items per second, and the metric's curves."""
     rows = []
     for point in points:
         finals, rates, curves, params = [], [], [], None
+        metric, item_name = "loss", "tokens"
         for seed in seeds:
             directory = run_dir(workdir, point, seed)
             if not os.path.exists(os.path.join(directory, "summary.json")):
@@ -113,15 +116,20 @@ def collect(points: list[tuple], seeds: Sequence[int], workdir: str) -> list[dic
             with open(os.path.join(directory, "summary.json")) as f:
                 summary = json.load(f)
             params = summary["num_params"]
-            evals = read_metrics(directory, "eval")
-            finals.append(evals[-1]["loss"])
-            curves.append(([r["step"] for r in evals], [r["loss"] for r in evals]))
+            metric = summary.get("eval_metric", "loss")
+            item_name = summary.get("item_name", "tokens")
+            evals = [r for r in read_metrics(directory, "eval") if metric in r]
+            if evals:
+                finals.append(evals[-1][metric])
+                curves.append(([r["step"] for r in evals], [r[metric] for r in evals]))
             # Skip the first train record: its interval holds the first steps' warm-up.
-            rates.extend(r["tokens_per_second"] for r in read_metrics(directory, "train")[1:])
+            rates.extend(r[f"{item_name}_per_second"] for r in read_metrics(directory, "train")[1:]
+                         if f"{item_name}_per_second" in r)
         rows.append({"point": point, "name": point_name(point), "num_params": params, "finals": finals,
+                     "metric": metric, "item_name": item_name,
                      "mean": float(np.mean(finals)) if finals else math.nan,
                      "std": float(np.std(finals, ddof=1)) if len(finals) > 1 else 0.0,
-                     "tokens_per_second": float(np.median(rates)) if rates else math.nan, "curves": curves})
+                     "items_per_second": float(np.median(rates)) if rates else math.nan, "curves": curves})
     return rows
 
 
@@ -137,7 +145,10 @@ def within_noise(row: dict, baseline: dict) -> bool:
 def write_report(rows: list[dict], workdir: str, title: str, command: str) -> str:
     fields = sorted({f for row in rows for f, _ in row["point"]})
     baseline = next((r for r in rows if not r["point"]), None)
-    header = fields + ["parameters", "final val loss (mean ± std)", "seeds", "tokens/s (median)"]
+    metric = rows[0]["metric"] if rows else "loss"
+    item_name = rows[0]["item_name"] if rows else "tokens"
+    header = fields + ["parameters", f"final validation {metric or 'metric'} (mean ± std)", "seeds",
+                       f"{item_name}/s (median)"]
     if baseline:
         header += ["Δ vs baseline", "within seed noise?"]
     lines = [f"# {title}", "", f"Command: `{command}`", "", "| " + " | ".join(header) + " |",
@@ -147,7 +158,7 @@ def write_report(rows: list[dict], workdir: str, title: str, command: str) -> st
         cells = [values.get(f, "(baseline)" if not row["point"] else "") for f in fields]
         cells += [f"{row['num_params']:,}" if row["num_params"] else "-",
                   f"{row['mean']:.4f} ± {row['std']:.4f}", str(len(row["finals"])),
-                  f"{row['tokens_per_second']:,.0f}"]
+                  f"{row['items_per_second']:,.0f}"]
         if baseline:
             if row is baseline:
                 cells += ["-", "-"]
@@ -155,7 +166,7 @@ def write_report(rows: list[dict], workdir: str, title: str, command: str) -> st
                 cells += [f"{row['mean'] - baseline['mean']:+.4f}", "yes" if within_noise(row, baseline) else "no"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Within seed noise: |Δ| < 2 standard errors of the difference of means "
-              "(sample standard deviations over seeds).", "", "![validation loss](curves.png)", ""]
+              "(sample standard deviations over seeds).", "", f"![validation {metric}](curves.png)", ""]
     path = os.path.join(workdir, "results.md")
     with open(path, "w") as f:
         f.write("\n".join(lines))
@@ -181,7 +192,8 @@ def plot_curves(rows: list[dict], path: str) -> None:
                 color="black" if baseline else palette[(index - 1) % 10],
                 linestyle="-" if baseline else styles[((index - 1) // 10) % len(styles)])
     ax.set_xlabel("step")
-    ax.set_ylabel("validation loss (nats/token), mean over seeds")
+    metric = rows[0]["metric"] if rows else "loss"
+    ax.set_ylabel(f"validation {metric}, mean over seeds")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -9,7 +9,7 @@ Variants (`--config=configs/dcgan.py:VARIANT`):
 
 Recipe from the DCGAN paper: Adam, learning rate 2e-4, beta1 0.5; batch norm in G, leaky ReLU
 (slope 0.2) in D, strided / transposed convolutions, no pooling; tanh output, images in [-1, 1].
-Evaluation (gan_metrics.py): Frechet distance and classifier score in the feature space of a
+Evaluation (aigc_jax/metrics/): Frechet distance and classifier score in the feature space of a
 small classifier trained on the same data set (cached under eval.classifier_cache, default
 ~/.cache/aigc_jax/classifiers) -- NOT Inception FID -- and a PNG sample grid per evaluation
 (WORKDIR/samples/). Switches as in gan_2d.py: loss.name, model.pack, train.n_critic,
@@ -17,21 +17,14 @@ train.ema_decay, loss.r1_gamma, model.num_classes (10: class-conditional; grid c
 """
 import ml_collections
 
+from configs import common
+
 MNIST_IMAGES = "../shared/data/mnist/t10k-images-idx3-ubyte.gz"
 MNIST_LABELS = "../shared/data/mnist/t10k-labels-idx1-ubyte.gz"
 
 
-def optimizer(learning_rate: float, beta1: float) -> ml_collections.ConfigDict:
-    """Adam with a constant rate (adamw with weight_decay 0 is Adam): the make_optimizer fields."""
-    return ml_collections.ConfigDict(dict(
-        name="adamw", learning_rate=learning_rate, min_learning_rate=learning_rate, schedule="constant",
-        warmup_steps=0, decay_steps=0, beta1=beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=0.0))
-
-
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "gan"
-    config.seed = 0
+    config = common.base("gan")
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "digits"  # embedded default; ignored when data.path is set
@@ -54,22 +47,15 @@ def get_config(arg=None):
     config.loss.gp_weight = 10.0
     config.loss.r1_gamma = 0.0
 
-    config.g_optimizer = optimizer(2e-4, 0.5)
-    config.d_optimizer = optimizer(2e-4, 0.5)
+    config.g_optimizer = common.adam(2e-4, 0.5)
+    config.d_optimizer = common.adam(2e-4, 0.5)
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 3000
-    config.train.batch_size = 64
     config.train.n_critic = 1
     config.train.ema_decay = 0.0
-    config.train.log_every = 100
     config.train.eval_every = 1000
     config.train.checkpoint_every = 1000
-    config.train.keep_checkpoints = 2
-    config.train.peak_flops_per_device = 0.0
-    config.train.progress_bar = True
 
-    config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 1000
     config.eval.batch_size = 250
     config.eval.standing_stats_samples = 500

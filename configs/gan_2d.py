@@ -23,18 +23,11 @@ Switches: loss.name (minimax | nonsaturating | hinge | wgan_gp | least_squares),
 """
 import ml_collections
 
-
-def optimizer(learning_rate: float, beta1: float) -> ml_collections.ConfigDict:
-    """Adam with a constant rate (adamw with weight_decay 0 is Adam): the make_optimizer fields."""
-    return ml_collections.ConfigDict(dict(
-        name="adamw", learning_rate=learning_rate, min_learning_rate=learning_rate, schedule="constant",
-        warmup_steps=0, decay_steps=0, beta1=beta1, beta2=0.999, eps=1e-8, weight_decay=0.0, grad_clip=0.0))
+from configs import common
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "gan"
-    config.seed = 0
+    config = common.base("gan")
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "ring"  # ring | grid
@@ -63,10 +56,9 @@ def get_config(arg=None):
     config.loss.gp_weight = 10.0  # WGAN-GP lambda (used by wgan_gp)
     config.loss.r1_gamma = 0.0  # R1 penalty gamma on real data, any loss; 0 = off
 
-    config.g_optimizer = optimizer(5e-4, 0.5)  # PacGAN: Adam, learning rate 1e-4, beta1 0.8
-    config.d_optimizer = optimizer(5e-4, 0.5)
+    config.g_optimizer = common.adam(5e-4, 0.5)  # PacGAN: Adam, learning rate 1e-4, beta1 0.8
+    config.d_optimizer = common.adam(5e-4, 0.5)
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 20_000
     config.train.batch_size = 100  # discriminator inputs (packs) per step; batch_size * pack samples
     config.train.n_critic = 1  # discriminator updates per generator update
@@ -74,11 +66,7 @@ def get_config(arg=None):
     config.train.log_every = 500
     config.train.eval_every = 5000
     config.train.checkpoint_every = 5000
-    config.train.keep_checkpoints = 2
-    config.train.peak_flops_per_device = 0.0
-    config.train.progress_bar = True
 
-    config.eval = ml_collections.ConfigDict()
     config.eval.num_samples = 2500  # VEEGAN / PacGAN: 2,500 generated samples
     config.eval.batch_size = 500
     config.eval.standing_stats_samples = 1000  # latents for the EMA generator's batch-norm statistics

@@ -16,13 +16,11 @@ Variants (`--config=configs/gpt_char.py:VARIANT`):
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "lm"
-    config.seed = 0
-    # Extra XLA_FLAGS for this run (experiments/train.py applies them before JAX starts).
-    config.xla_flags = ""
+    config = common.base("lm")
 
     config.data = ml_collections.ConfigDict()
     config.data.corpus = "stdlib"  # embedded default; ignored when data.path is set
@@ -51,54 +49,19 @@ def get_config(arg=None):
     config.loss = ml_collections.ConfigDict()
     config.loss.z_loss = 0.0  # PaLM's auxiliary coef * (log Z)^2; PaLM used 1e-4
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.min_learning_rate = 1e-4
-    config.optimizer.schedule = "cosine"  # cosine | constant (both after linear warm-up)
-    config.optimizer.warmup_steps = 100
-    config.optimizer.decay_steps = 0  # 0: decay until train.num_steps
-    config.optimizer.beta1 = 0.9
-    config.optimizer.beta2 = 0.99
-    config.optimizer.eps = 1e-8
-    config.optimizer.weight_decay = 0.1  # on matrices only (ndim >= 2), not on biases or norms
-    config.optimizer.grad_clip = 1.0  # global norm; 0 turns clipping off
-    # Muon only: learning_rate is Muon's (hidden matrices); this is AdamW's for the embeddings,
-    # biases and norm scales (0: the same); muon_embeddings: the embeddings under Muon too.
-    config.optimizer.adam_learning_rate = 0.0
-    config.optimizer.muon_embeddings = False
-    config.optimizer.muon_ns_steps = 5  # Newton-Schulz iterations per Muon update
+    config.optimizer = common.optimizer(beta2=0.99, weight_decay=0.1, grad_clip=1.0)
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 2000
     config.train.batch_size = 12  # sequences per optimizer step, across all micro-batches
-    config.train.grad_accum_steps = 1
-    # Optimizer steps per compiled call (a lax.scan over steps, their batches prepared ahead):
-    # fewer host round trips; must divide num_steps, log_every, eval_every, checkpoint_every.
+    config.train.grad_accum_steps = 1  # micro-batches per optimizer step (gradients averaged)
     config.train.steps_per_call = 10
     config.train.log_every = 50
     config.train.eval_every = 250
-    config.train.checkpoint_every = 500
     config.train.keep_checkpoints = 3
-    config.train.peak_flops_per_device = 0.0  # FLOP/s for MFU; 0: look up the device kind
-    config.train.progress_bar = True
-    config.train.stop_at_eval_loss = 0.0  # > 0: stop at the first evaluation at or below this loss
 
-    config.eval = ml_collections.ConfigDict()
     # Fixed validation windows, evenly spaced over the split; 0 = all non-overlapping windows.
     config.eval.num_windows = 1024
     config.eval.batch_size = 64
-    config.eval.at_start = True  # evaluate the initial model (step 0) too
-
-    # Devices per mesh axis (-1: all the rest); see aigc_jax/parallel.py and the README.
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    # On CPU: split the cores into this many XLA devices, data parallel over them (-1: one per
-    # core, as many as divide the batch; 0: JAX's default single device). GPU/TPU: no effect.
-    # Opt-in: faster on 2 cores, but XLA's in-process all-reduce hung once (performance.md).
-    config.mesh.cpu_devices = 0
-    # Multi-process runs: or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID.
-    config.distributed = ml_collections.ConfigDict(
-        {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
 
     for variant in (arg or "").split(","):
         apply_variant(config, variant)

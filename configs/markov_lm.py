@@ -15,20 +15,11 @@ Variants (`--config=configs/markov_lm.py:VARIANT`):
   tiny    a few steps of a tiny model (tests).
 Everything else is configs/gpt_char.py's LM config; any field may be overridden.
 """
-import importlib.util
-import os
-
-
-def _base_config():
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpt_char.py")
-    spec = importlib.util.spec_from_file_location("aigc_config_gpt_char_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+from configs import gpt_char
 
 
 def get_config(arg=None):
-    config = _base_config()
+    config = gpt_char.get_config()
     config.data.corpus = "markov"
     config.data.markov_alphabet = 3
     config.data.markov_order = 3

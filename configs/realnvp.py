@@ -1,4 +1,4 @@
-"""RealNVP normalising flow (aigc_jax/tasks/flow.py, aigc_jax/models/realnvp.py).
+"""RealNVP normalising flow (aigc_jax/families/flow/).
 
 Variants (`--config=configs/realnvp.py:VARIANT`):
   (none)        multi-scale RealNVP on scikit-learn's 8x8 digits (17 grey levels, uniformly
@@ -14,13 +14,13 @@ Variants combine with commas, e.g. `:moons,tiny`.
 """
 import ml_collections
 
+from configs import common
+
 MNIST_IMAGES = "../shared/data/mnist/t10k-images-idx3-ubyte.gz"
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "flow"
-    config.seed = 0
+    config = common.base("flow")
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "digits"  # digits (images) | moons | circles | spirals | checkerboard (2-D)
@@ -41,39 +41,18 @@ def get_config(arg=None):
     config.model.log_scale_bound = 3.0  # |log-scale| < bound, by bound * tanh(raw / bound)
     config.model.alpha = 0.05  # images: logit transform logit(alpha + (1 - 2 alpha) x)
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3
+    config.optimizer = common.optimizer()
     config.optimizer.min_learning_rate = 1e-5
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.optimizer.decay_steps = 0
-    config.optimizer.beta1 = 0.9
-    config.optimizer.beta2 = 0.999
-    config.optimizer.eps = 1e-8
     config.optimizer.weight_decay = 0.05  # decoupled (AdamW), matrices and kernels only
     config.optimizer.grad_clip = 100.0  # global norm; guards against rare spikes; 0 turns clipping off
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 2000
-    config.train.batch_size = 64
-    config.train.log_every = 100
-    config.train.eval_every = 500
     config.train.checkpoint_every = 1000
-    config.train.keep_checkpoints = 2
-    config.train.peak_flops_per_device = 0.0
-    config.train.progress_bar = True
 
-    config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 100
     config.eval.grid_samples = 64  # images: samples in each samples/step_*.png; 2-D: points in the scatter
     config.eval.temperature = 1.0  # images: samples use z ~ N(0, T^2 I)
     config.eval.plot_extent = 3.0  # 2-D: the heat map covers [-extent, extent]^2
     config.eval.grid_resolution = 200  # 2-D: heat-map cells per axis
-
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    config.distributed = ml_collections.ConfigDict(
-        {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
 
     for variant in (arg or "").split(","):
         apply_variant(config, variant)

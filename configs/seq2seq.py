@@ -11,11 +11,11 @@ Variants (`--config=configs/seq2seq.py:VARIANT`; several may be joined with comm
 """
 import ml_collections
 
+from configs import common
+
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "seq2seq"
-    config.seed = 0
+    config = common.base("seq2seq")
 
     config.data = ml_collections.ConfigDict()
     config.data.task = "reverse"  # reverse | sort | add | tsv
@@ -46,36 +46,18 @@ def get_config(arg=None):
     config.model.dropout = 0.0
     config.model.dtype = "float32"
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3
+    config.optimizer = common.optimizer()
     config.optimizer.min_learning_rate = 1e-5
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.optimizer.decay_steps = 0
-    config.optimizer.beta1 = 0.9
     config.optimizer.beta2 = 0.98
     config.optimizer.eps = 1e-9
     config.optimizer.weight_decay = 0.01
     config.optimizer.grad_clip = 1.0
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 2000
-    config.train.batch_size = 64
     config.train.log_every = 50
-    config.train.eval_every = 500
-    config.train.checkpoint_every = 500
-    config.train.keep_checkpoints = 2
-    config.train.peak_flops_per_device = 0.0
-    config.train.progress_bar = True
 
-    config.eval = ml_collections.ConfigDict()
     config.eval.num_examples = 1000  # generated test examples (tsv: all test lines)
     config.eval.batch_size = 250
-
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    config.distributed = ml_collections.ConfigDict(
-        {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
 
     for variant in (arg or "").split(","):
         apply_variant(config, variant)

@@ -1,4 +1,4 @@
-"""Variational autoencoder (aigc_jax/tasks/vae.py).
+"""Variational autoencoder (aigc_jax/families/vae/).
 
 Variants (`--config=configs/vae.py:VARIANT`):
   (none)    MLP encoder and decoder (2 ReLU layers of 256), latent 8, Bernoulli decoder on
@@ -12,13 +12,13 @@ Variants combine with commas, e.g. `:mnist,conv`.
 """
 import ml_collections
 
+from configs import common
+
 MNIST_IMAGES = "../shared/data/mnist/t10k-images-idx3-ubyte.gz"
 
 
 def get_config(arg=None):
-    config = ml_collections.ConfigDict()
-    config.task = "vae"
-    config.seed = 0
+    config = common.base("vae")
 
     config.data = ml_collections.ConfigDict()
     config.data.dataset = "digits"  # embedded default; ignored when data.path is set
@@ -38,39 +38,17 @@ def get_config(arg=None):
     config.loss = ml_collections.ConfigDict()
     config.loss.beta = 1.0  # weight of the KL term (beta-VAE); 1 is the ELBO
 
-    config.optimizer = ml_collections.ConfigDict()
-    config.optimizer.name = "adamw"
-    config.optimizer.learning_rate = 1e-3
-    config.optimizer.min_learning_rate = 1e-4
-    config.optimizer.schedule = "cosine"
-    config.optimizer.warmup_steps = 100
-    config.optimizer.decay_steps = 0
-    config.optimizer.beta1 = 0.9
-    config.optimizer.beta2 = 0.999
-    config.optimizer.eps = 1e-8
-    config.optimizer.weight_decay = 0.0
-    config.optimizer.grad_clip = 0.0
+    config.optimizer = common.optimizer()
 
-    config.train = ml_collections.ConfigDict()
     config.train.num_steps = 3000
     config.train.batch_size = 128
-    config.train.log_every = 100
     config.train.eval_every = 1000
     config.train.checkpoint_every = 1000
-    config.train.keep_checkpoints = 2
-    config.train.peak_flops_per_device = 0.0
-    config.train.progress_bar = True
 
-    config.eval = ml_collections.ConfigDict()
-    config.eval.batch_size = 100
     config.eval.iwae_samples = 100  # k of the IWAE bound
     config.eval.num_examples = 0  # test images to evaluate; 0 = all
     config.eval.grid_samples = 64  # prior samples in each samples/step_*.png
     config.eval.interpolation_steps = 8
-
-    config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    config.distributed = ml_collections.ConfigDict(
-        {"coordinator_address": "", "num_processes": 0, "process_id": -1, "auto": False})
 
     for variant in (arg or "").split(","):
         apply_variant(config, variant)

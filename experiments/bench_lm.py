@@ -81,8 +81,8 @@ def jax_worker(args) -> dict:
     import ml_collections
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
-    from aigc_jax.models.transformer import TransformerLM
-    from aigc_jax.tasks import lm
+    from aigc_jax.nn.transformer import TransformerLM
+    from aigc_jax.families.lm import task as lm
     from aigc_jax.train.optimizers import make_optimizer
     from aigc_jax.train.state import TrainState
     layers, heads, width, context, batch, vocab, bias = bench_shape(args)
@@ -141,7 +141,7 @@ def place_config(config_path: str, overrides) -> tuple:
     config = config_lib.load_config(config_path, overrides)
     parallel.prepare_host(config)
     import jax
-    from aigc_jax.tasks import build_task
+    from aigc_jax.families import build_task
     from aigc_jax.train.placement import place
     task = build_task(config, "")
     rng = jax.random.key(config.seed)

@@ -3,7 +3,7 @@
   python -m experiments.bench_sample                       # shakespeare_cpu model size, random weights
   python -m experiments.bench_sample --workdir=runs/shakespeare   # a trained run's weights and config
 
-Both methods run the same jit-compiled loop (aigc_jax.sampling, method='cached' or
+Both methods run the same jit-compiled loop (aigc_jax.decoding.sampling, method='cached' or
 'naive'), the same sampler and the same context policy, and produce the same tokens;
 the naive method runs a forward pass over every row's window at each step (padded to a
 power-of-two bucket, as a static-shape JAX reference must), the cached one a single-token
@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from aigc_jax import sampling
+from aigc_jax.decoding import sampling
 from aigc_jax.config import load_config
-from aigc_jax.models.transformer import TransformerLM, count_params
+from aigc_jax.nn.transformer import TransformerLM
+from aigc_jax.nn.params import count_params
 from experiments import cli
 
 flags.DEFINE_string("workdir", "", "Optional trained LM workdir; default: random weights of the config's model.")
@@ -44,7 +45,7 @@ FLAGS = flags.FLAGS
 
 def load_model():
     if FLAGS.workdir:
-        from aigc_jax import inference
+        from aigc_jax.families.lm import inference
         lm = inference.load_language_model(FLAGS.workdir)
         return lm.model, lm.params, f"{FLAGS.workdir} (step {lm.step})"
     config = load_config(FLAGS.model_config)

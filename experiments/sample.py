@@ -4,13 +4,14 @@
       --num_samples=4 --temperature=0.8 --top_k=40 --seed=0
 
 An empty --prompt starts from a newline. The same seed gives the same text. Prompt plus
-new tokens longer than the model's context slide a window (see aigc_jax/sampling.py).
+new tokens longer than the model's context slide a window (see aigc_jax/decoding/sampling.py).
 """
 import dataclasses
 
 from absl import flags
 
-from aigc_jax import inference, sampling
+from aigc_jax.families.lm import inference
+from aigc_jax.decoding import sampling
 from experiments import cli
 
 flags.DEFINE_string("workdir", None, "A training run's workdir (config.json, tokenizer.json, checkpoints/).")

@@ -13,7 +13,7 @@ import sys
 from absl import flags
 
 from aigc_jax import parallel, sweep
-from aigc_jax.train.loop import train
+from aigc_jax.families import train
 from experiments import cli
 
 flags.DEFINE_multi_string("sweep", [], "field=value1,value2,... (repeatable)")

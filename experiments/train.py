@@ -8,7 +8,7 @@ Running the same command again with the same workdir resumes from the newest che
 from absl import flags
 
 from aigc_jax import parallel
-from aigc_jax.train.loop import train
+from aigc_jax.families import train
 from experiments import cli
 
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, the config and the tokenizer.")

@@ -9,7 +9,7 @@ length_penalty=0 is greedy decoding; each result is printed with its score
 """
 from absl import flags
 
-from aigc_jax.tasks import seq2seq
+from aigc_jax.families.seq2seq import task as seq2seq
 from experiments import cli
 
 flags.DEFINE_string("workdir", None, "A seq2seq training run's workdir (config.json, tokenizer.json, checkpoints/).")

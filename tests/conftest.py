@@ -1,5 +1,6 @@
 import os
 import random
+import tempfile
 
 import pytest
 
@@ -13,6 +14,22 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long-running; skipped unless --runslow is given")
+    share_compiled_steps()
+
+
+def share_compiled_steps():
+    """One XLA compilation cache for the whole session, this process and the commands it starts
+    (they inherit the environment): the many tests that compile the same tiny step compile it
+    once. A fresh directory per session unless AIGC_JAX_TEST_CACHE names one to keep across
+    sessions. Caching changes no numerics: a hit loads the executable the compiler made."""
+    directory = os.environ.get("AIGC_JAX_TEST_CACHE") or tempfile.mkdtemp(prefix="aigc_jax_test_xla_cache_")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    import jax
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,7 +44,7 @@ def pytest_collection_modifyitems(config, items):
 def restore_newest(config, workdir):
     """(state, step) of the newest checkpoint in workdir, restored onto the task's template."""
     import jax
-    from aigc_jax.tasks import build_task
+    from aigc_jax.families import build_task
     from aigc_jax.train.checkpoints import Checkpointer
     task = build_task(config, workdir)
     template = jax.jit(task.init)(jax.random.key(0))

@@ -16,8 +16,8 @@ import numpy as np
 
 from aigc_jax import parallel
 from aigc_jax.config import load_config
-from aigc_jax.tasks import build_task
-from aigc_jax.train import loop
+from aigc_jax.families import build_task
+from aigc_jax import families
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.placement import place
 
@@ -115,7 +115,7 @@ def single(text, out):
 
 def save(text, workdir, mesh, out):
     config = tiny_config(text, tuple(int(x) for x in mesh.split(",")), ["train.num_steps=10"])
-    loop.train(config, workdir, echo=lambda *_: None)
+    families.train(config, workdir, echo=lambda *_: None)
     restore(text, workdir, mesh, out)
 
 

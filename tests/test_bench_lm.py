@@ -12,7 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.models.transformer import TransformerLM, count_params
+from aigc_jax.nn.transformer import TransformerLM
+
+from aigc_jax.nn.params import count_params
 from experiments import bench_lm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

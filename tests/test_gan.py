@@ -6,13 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax.config import apply_overrides, load_config
+from aigc_jax.config import load_config
 from aigc_jax.data.text import DataError
-from aigc_jax.models import classifier as classifier_lib
-from aigc_jax.tasks import build_task
-from aigc_jax.train import loop
+from aigc_jax.metrics import classifier as classifier_lib
+from aigc_jax.families import build_task
+from aigc_jax import families
 from aigc_jax.train.metrics import read_metrics
-from tests.conftest import restore_newest, config_path
+from tests.conftest import config_path
 
 
 def quiet(*_args):
@@ -69,7 +69,7 @@ def test_a_few_hundred_steps_move_samples_toward_the_ring_modes(tmp_path):
                          "train.log_every=100", "g_optimizer.learning_rate=1e-3", "g_optimizer.min_learning_rate=1e-3",
                          "d_optimizer.learning_rate=1e-3", "d_optimizer.min_learning_rate=1e-3",
                          "g_optimizer.beta1=0.5", "d_optimizer.beta1=0.5")
-    loop.train(config, str(tmp_path / "run"), echo=quiet)
+    families.train(config, str(tmp_path / "run"), echo=quiet)
     first, last = read_metrics(str(tmp_path / "run"), "eval")
     assert (first["step"], last["step"]) == (0, 300)
     assert last["mean_mode_distance"] < 0.8 * first["mean_mode_distance"]
@@ -78,34 +78,11 @@ def test_a_few_hundred_steps_move_samples_toward_the_ring_modes(tmp_path):
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000300.png")
 
 
-def test_checkpointed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
-    # Everything that carries state across steps: PacGAN2, two critic steps with the gradient
-    # penalty's random interpolates, EMA weights, batch-norm statistics, class conditioning.
-    config = ring_config("model.pack=2", "train.n_critic=2", "loss.name=wgan_gp", "train.ema_decay=0.9",
-                         "model.num_classes=8")
-    straight = str(tmp_path / "straight")
-    loop.train(config, straight, echo=quiet)
-    resumed = str(tmp_path / "resumed")
-    loop.train(apply_overrides(config.copy_and_resolve_references(), ["train.num_steps=10"]), resumed, echo=quiet)
-    messages = []
-    loop.train(config, resumed, echo=messages.append)
-    assert "resumed from the checkpoint at step 10" in messages
-    a, step_a = restore_newest(config, straight)
-    b, step_b = restore_newest(config, resumed)
-    assert step_a == step_b == 20
-    leaves_equal(a, b)
-    evals = read_metrics(resumed, "eval")
-    assert [r["step"] for r in evals] == [0, 10, 20]
-    untimed = lambda record: {k: v for k, v in record.items() if k != "elapsed_seconds"}  # noqa: E731
-    assert untimed(evals[-1]) == untimed(read_metrics(straight, "eval")[-1])
-    assert all(r["gradient_penalty"] > 0 for r in read_metrics(resumed, "train"))
-
-
 def test_conditional_dcgan_on_digits_scores_and_writes_grids(tmp_path):
     cache = str(tmp_path / "cache")
     config = load_config(config_path("dcgan.py:tiny"), [
         "train.progress_bar=false", "model.num_classes=10", f"eval.classifier_cache={cache}"])
-    summary = loop.train(config, str(tmp_path / "run"), echo=quiet)
+    summary = families.train(config, str(tmp_path / "run"), echo=quiet)
     final = summary["final_eval"]
     assert 1.0 <= final["classifier_score"] <= 10.0 and 0.0 <= final["label_accuracy"] <= 1.0
     assert final["frechet_distance"] > 0 and 0.1 <= final["mean_confidence"] <= 1.0

@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from aigc_jax import gan_metrics, losses
+from aigc_jax.metrics import classifier_score
+from aigc_jax.metrics import frechet
+from aigc_jax.metrics import mode_coverage
+from aigc_jax.families.gan import losses
 from aigc_jax.data import toy2d
-from aigc_jax.models.gan import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
+from aigc_jax.families.gan.model import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
                                  attach_labels, pack)
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
@@ -157,27 +160,27 @@ def test_mixture_setups_match_the_papers():
 def test_mode_collapse_metrics_by_hand():
     means = jnp.asarray(toy2d.ring_means(8, 1.0), jnp.float32)
     samples = jnp.array([[1.0, 0.0], [1.0, 0.029], [1.0, -0.02], [-1.0, 0.0], [0.0, 0.0], [1.0, 0.031]])
-    sums = gan_metrics.mode_sums(samples, means, 0.01, jnp.ones(6))
+    sums = mode_coverage.mode_sums(samples, means, 0.01, jnp.ones(6))
     np.testing.assert_array_equal(sums["mode_counts"], [3, 0, 0, 0, 1, 0, 0, 0])  # 3.1 std is not high quality
-    metrics = gan_metrics.mode_collapse_metrics(np.asarray(sums["mode_counts"]), 6)
+    metrics = mode_coverage.mode_collapse_metrics(np.asarray(sums["mode_counts"]), 6)
     assert metrics["modes_captured"] == 2
     assert metrics["high_quality_percent"] == pytest.approx(400 / 6)
     assert metrics["reverse_kl"] == pytest.approx(0.75 * math.log(8 * 0.75) + 0.25 * math.log(8 * 0.25))
-    uniform = gan_metrics.mode_collapse_metrics(np.full(8, 5.0), 40)
+    uniform = mode_coverage.mode_collapse_metrics(np.full(8, 5.0), 40)
     assert uniform["reverse_kl"] == pytest.approx(0.0, abs=1e-12) and uniform["modes_captured"] == 8
-    assert gan_metrics.mode_collapse_metrics(np.zeros(8), 10)["reverse_kl"] == pytest.approx(math.log(8))
+    assert mode_coverage.mode_collapse_metrics(np.zeros(8), 10)["reverse_kl"] == pytest.approx(math.log(8))
 
 
 def test_frechet_distance_closed_forms():
-    diag = gan_metrics.frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 1.0]))
+    diag = frechet.frechet_distance(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([4.0, 1.0]))
     assert diag == pytest.approx(5.0 + 1.0 + 1.0)  # |mu|^2 + sum (sqrt a - sqrt b)^2
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 5)), rng.normal(size=(5, 5))
     cov_a, cov_b = a @ a.T + 0.1 * np.eye(5), b @ b.T + 0.1 * np.eye(5)
     mean_a, mean_b = rng.normal(size=5), rng.normal(size=5)
     expected = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * scipy.linalg.sqrtm(cov_a @ cov_b).real)
-    assert gan_metrics.frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(expected, rel=1e-6)
-    assert gan_metrics.frechet_distance(mean_a, cov_a, mean_a, cov_a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet.frechet_distance(mean_a, cov_a, mean_b, cov_b) == pytest.approx(expected, rel=1e-6)
+    assert frechet.frechet_distance(mean_a, cov_a, mean_a, cov_a) == pytest.approx(0.0, abs=1e-8)
 
 
 def test_feature_sums_over_batches_give_the_sample_gaussian():
@@ -185,21 +188,21 @@ def test_feature_sums_over_batches_give_the_sample_gaussian():
     weight = np.ones(40, np.float32)
     weight[30:] = 0  # padding rows must not count
     padded = np.concatenate([features, 100 * np.ones((10, 4), np.float32)])
-    first = gan_metrics.feature_sums(jnp.asarray(padded[:20]), jnp.asarray(weight[:20]))
-    second = gan_metrics.feature_sums(jnp.asarray(padded[20:]), jnp.asarray(weight[20:]))
+    first = frechet.feature_sums(jnp.asarray(padded[:20]), jnp.asarray(weight[:20]))
+    second = frechet.feature_sums(jnp.asarray(padded[20:]), jnp.asarray(weight[20:]))
     total = jax.tree_util.tree_map(lambda x, y: x + y, first, second)
-    mean, cov = gan_metrics.gaussian_from_sums(total["feature_sum"], total["feature_outer"], total["count"])
+    mean, cov = frechet.gaussian_from_sums(total["feature_sum"], total["feature_outer"], total["count"])
     np.testing.assert_allclose(mean, features.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(cov, np.cov(features, rowvar=False), rtol=1e-4, atol=1e-5)
 
 
 def test_classifier_score_limits():
     confident = jnp.asarray(50.0 * np.eye(10)[np.arange(100) % 10], jnp.float32)
-    sums = gan_metrics.classifier_sums(confident, jnp.ones(100), labels=jnp.arange(100) % 10)
+    sums = classifier_score.classifier_sums(confident, jnp.ones(100), labels=jnp.arange(100) % 10)
     sums["count"] = 100.0
-    metrics = gan_metrics.classifier_metrics_from_sums(sums)
+    metrics = classifier_score.classifier_metrics_from_sums(sums)
     assert metrics["classifier_score"] == pytest.approx(10.0, rel=1e-4)  # confident and balanced
     assert metrics["mean_confidence"] == pytest.approx(1.0) and metrics["label_accuracy"] == 1.0
-    collapsed = gan_metrics.classifier_sums(jnp.asarray(50.0 * np.eye(10)[np.zeros(100, int)]), jnp.ones(100))
+    collapsed = classifier_score.classifier_sums(jnp.asarray(50.0 * np.eye(10)[np.zeros(100, int)]), jnp.ones(100))
     collapsed["count"] = 100.0
-    assert gan_metrics.classifier_metrics_from_sums(collapsed)["classifier_score"] == pytest.approx(1.0, rel=1e-4)
+    assert classifier_score.classifier_metrics_from_sums(collapsed)["classifier_score"] == pytest.approx(1.0, rel=1e-4)

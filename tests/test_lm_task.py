@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from aigc_jax.config import apply_overrides
-from aigc_jax.tasks import build_task
-from aigc_jax.tasks.lm import padded_batches, summarize_eval
+from aigc_jax.families import build_task
+from aigc_jax.families.lm.task import summarize_eval
+from aigc_jax.train.eval_batches import padded_batches
 
 
 def test_gradient_accumulation_equals_one_large_batch(tiny_lm_config):
@@ -35,7 +36,7 @@ def test_batch_not_divisible_by_accumulation_is_named(tiny_lm_config):
 
 def test_padded_eval_rows_carry_no_weight(tiny_lm_config):
     windows = np.arange(5 * 4).reshape(5, 4)
-    batches = padded_batches(windows, 2)
+    batches = padded_batches({"tokens": windows}, 2)
     assert [b["tokens"].shape for b in batches] == [(2, 4)] * 3
     np.testing.assert_array_equal(batches[-1]["weight"], [1.0, 0.0])
     task = build_task(tiny_lm_config, "")

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import losses
+from aigc_jax.families.gan import losses
 from aigc_jax.reproductions import gan_game
 from aigc_jax.reproductions.gan_game import Gaussian
 
@@ -29,7 +29,7 @@ def test_optimal_discriminator_beats_any_other():
 
 def test_generator_losses_agree_with_the_gan_family():
     if not hasattr(losses, "gan_generator_loss_saturating"):
-        pytest.skip("aigc_jax.losses has no GAN losses yet")
+        pytest.skip("aigc_jax.families.gan.losses has no GAN losses yet")
     logits = jnp.linspace(-8.0, 8.0, 33)
     saturating, nonsaturating = gan_game.generator_losses(logits)
     assert float(saturating) == pytest.approx(float(losses.gan_generator_loss_saturating(logits)), abs=1e-6)

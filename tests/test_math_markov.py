@@ -10,7 +10,7 @@ import pytest
 
 from aigc_jax.config import load_config
 from aigc_jax.data import markov
-from aigc_jax.tasks import build_task
+from aigc_jax.families import build_task
 from tests.conftest import config_path
 
 

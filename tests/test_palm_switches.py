@@ -6,10 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import layers, losses
+from aigc_jax.nn import layers
+from aigc_jax.nn import losses
 from aigc_jax.config import apply_overrides
-from aigc_jax.models.transformer import Block, TransformerLM, count_params
-from aigc_jax.tasks import build_task
+from aigc_jax.nn.transformer import Block, TransformerLM
+from aigc_jax.nn.params import count_params
+from aigc_jax.families import build_task
 
 
 def test_rope_scores_depend_only_on_relative_offset():

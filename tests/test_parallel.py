@@ -12,7 +12,7 @@ import pytest
 
 from aigc_jax import parallel
 from aigc_jax.config import ConfigError, apply_overrides
-from aigc_jax.train import loop
+from aigc_jax import families
 from tests.conftest import REPO
 
 WORKER = os.path.join(REPO, "tests", "parallel_worker.py")
@@ -102,7 +102,7 @@ def test_mesh_that_does_not_fit_the_devices_is_named():
 def test_mesh_and_batch_errors_come_before_compiling(tiny_lm_config, tmp_path):
     config = apply_overrides(tiny_lm_config, ["mesh.data=2"])
     with pytest.raises(parallel.MeshError, match="needs 2 devices, but 1 are available"):
-        loop.train(config, str(tmp_path / "run"), echo=lambda *_: None)
+        families.train(config, str(tmp_path / "run"), echo=lambda *_: None)
     import jax
     mesh = parallel.make_mesh(None, jax.devices()[:1])
     fake = type("FakeMesh", (), {"shape": {"data": 4, "fsdp": 2, "tensor": 1}})()

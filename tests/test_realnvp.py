@@ -12,11 +12,12 @@ from PIL import Image
 from aigc_jax.config import load_config
 from aigc_jax.data import density2d
 from aigc_jax.data.text import DataError
-from aigc_jax.models import realnvp
-from aigc_jax.models.realnvp import AffineCoupling, RealNVP2D, RealNVPImage
-from aigc_jax.tasks import build_task
-from aigc_jax.tasks import flow as flow_task
-from aigc_jax.train import loop
+from aigc_jax.families.flow import model as realnvp
+from aigc_jax.families.flow.model import AffineCoupling, RealNVP2D, RealNVPImage
+from aigc_jax.families import build_task
+from aigc_jax.families.flow import task as flow_task
+from aigc_jax.families.flow import losses as flow_losses
+from aigc_jax import families
 from aigc_jax.train.metrics import read_metrics
 from tests.conftest import config_path
 
@@ -107,7 +108,7 @@ def test_image_flow_at_initialisation_is_the_logit_transform_in_closed_form():
                       - np.log(p) - np.log1p(-p), axis=(1, 2, 3))
     np.testing.assert_allclose(model.apply({"params": params}, x, method=RealNVPImage.log_prob), expected, rtol=1e-5)
     # the dequantisation bound adds D log L; bits per dimension divide nats by D ln 2
-    nll = flow_task.image_negative_log_likelihood(model, params, x, 17)
+    nll = flow_losses.image_negative_log_likelihood(model, params, x, 17)
     np.testing.assert_allclose(nll, -expected + 64 * math.log(17), rtol=1e-5)
     bpd = flow_task.summarize_eval_image({"nats": float(jnp.sum(nll)), "count": 2.0}, dims=64)["bits_per_dim"]
     assert bpd == pytest.approx(float(jnp.mean(nll)) / (64 * math.log(2)), rel=1e-6)
@@ -122,7 +123,7 @@ def test_2d_flow_inverts_and_its_density_integrates_to_one():
     np.testing.assert_allclose(model.apply({"params": params}, z, method=RealNVP2D.inverse), points,
                                rtol=1e-5, atol=1e-5)
     grid, cell_area = flow_task.density_grid(8.0, 800)
-    log_p = jax.jit(lambda g: flow_task.log_density(model, params, g))(jnp.asarray(grid))
+    log_p = jax.jit(lambda g: flow_losses.log_density(model, params, g))(jnp.asarray(grid))
     assert float(jnp.sum(jnp.exp(log_p)) * cell_area) == pytest.approx(1.0, abs=5e-3)
     # and it is not the base density: the integral checks the log-determinants, not an identity map
     base = realnvp.standard_normal_log_density(jnp.asarray(grid))
@@ -147,10 +148,10 @@ def test_2d_densities_are_pure_functions_of_seed_and_step():
 
 
 def test_number_of_levels_is_inferred():
-    assert flow_task.infer_num_levels(np.arange(17, dtype=np.float32) / 16) == 17
-    assert flow_task.infer_num_levels(np.arange(256, dtype=np.float32) / 255) == 256
+    assert flow_losses.infer_num_levels(np.arange(17, dtype=np.float32) / 16) == 17
+    assert flow_losses.infer_num_levels(np.arange(256, dtype=np.float32) / 255) == 256
     with pytest.raises(DataError, match="set data.num_levels"):
-        flow_task.infer_num_levels(np.array([0.1234], np.float32))
+        flow_losses.infer_num_levels(np.array([0.1234], np.float32))
 
 
 def test_2d_flow_learns_moons_better_than_any_gaussian(tmp_path):
@@ -159,7 +160,7 @@ def test_2d_flow_learns_moons_better_than_any_gaussian(tmp_path):
         "model.hidden_dim=32", "model.num_couplings=6", "optimizer.learning_rate=0.003",
         "optimizer.warmup_steps=20", "data.num_test=1000", "eval.grid_resolution=100", "eval.grid_samples=200"])
     workdir = str(tmp_path / "moons")
-    loop.train(config, workdir, echo=quiet)
+    families.train(config, workdir, echo=quiet)
     final = read_metrics(workdir, "eval")[-1]
     # the best Gaussian's NLL is its entropy: 1/2 log det(2 pi e Cov) of the test points
     test = density2d.test_set("moons", config.seed, 1000, 0.1)
@@ -169,7 +170,7 @@ def test_2d_flow_learns_moons_better_than_any_gaussian(tmp_path):
     assert Image.open(os.path.join(workdir, "density", "step_0000300.png")).size[0] > 300
     # the exposed log-density of the restored flow gives the reported test loss
     model, params, _ = flow_task.load_trained(workdir)
-    assert -float(jnp.mean(flow_task.log_density(model, params, jnp.asarray(test)))) == pytest.approx(
+    assert -float(jnp.mean(flow_losses.log_density(model, params, jnp.asarray(test)))) == pytest.approx(
         final["loss"], rel=1e-4)
 
 
@@ -178,7 +179,7 @@ def test_tiny_image_run_learns_and_writes_samples(tmp_path):
         "train.progress_bar=false", "train.num_steps=40", "train.eval_every=40", "train.checkpoint_every=40",
         "optimizer.learning_rate=0.01"])
     workdir = str(tmp_path / "digits")
-    loop.train(config, workdir, echo=quiet)
+    families.train(config, workdir, echo=quiet)
     evals = read_metrics(workdir, "eval")
     assert evals[-1]["bits_per_dim"] < evals[0]["bits_per_dim"] - 0.5
     assert evals[-1]["nats"] == pytest.approx(evals[-1]["bits_per_dim"] * 64 * math.log(2), rel=1e-5)

@@ -1,4 +1,4 @@
-"""Decoding (aigc_jax/sampling.py), loading a run for inference and the sample command.
+"""Decoding (aigc_jax/decoding/), loading a run for inference and the sample command.
 
 Tolerance: float32 logits of cached decoding agree with a fresh forward pass to 1e-5
 (absolute and relative); greedy tokens are identical.
@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import inference, sampling
+from aigc_jax.families.lm import inference
+from aigc_jax.decoding import sampling
 from aigc_jax.config import load_config
 from aigc_jax.data.tokenizers import CharTokenizer, UnknownCharactersError
-from aigc_jax.models.transformer import TransformerLM
-from aigc_jax.sampling import SamplingSettings
+from aigc_jax.nn.transformer import TransformerLM
+from aigc_jax.decoding import samplers
+from aigc_jax.decoding.samplers import SamplingSettings
 from tests.conftest import REPO, config_path
 
 ATOL = RTOL = 1e-5
@@ -166,7 +168,7 @@ def test_top_k_holds_at_every_decoding_step(sampled_batch):
 def test_top_k_never_emits_outside_the_k_most_likely():
     logits = jax.random.normal(jax.random.key(0), (40,)) * 2.0
     keys = jax.random.split(jax.random.key(1), 4000)
-    draws = np.asarray(sampling.choose_tokens(keys, jnp.broadcast_to(logits, (4000, 40)),
+    draws = np.asarray(samplers.choose_tokens(keys, jnp.broadcast_to(logits, (4000, 40)),
                                               SamplingSettings(max_new_tokens=1, temperature=1.0, top_k=5)))
     top5 = set(np.argsort(-np.asarray(logits))[:5].tolist())
     assert set(draws.tolist()) == top5  # never outside, and every one of the five is reachable
@@ -176,7 +178,7 @@ def test_top_p_never_emits_outside_the_nucleus():
     probs = np.array([0.05, 0.4, 0.04, 0.25, 0.15, 0.1, 0.01])
     # Hand-checked nucleus for p = 0.75: 0.4 + 0.25 = 0.65 < 0.75, adding 0.15 reaches 0.8.
     keys = jax.random.split(jax.random.key(2), 20000)
-    draws = np.asarray(sampling.choose_tokens(keys, jnp.broadcast_to(jnp.log(probs), (20000, 7)),
+    draws = np.asarray(samplers.choose_tokens(keys, jnp.broadcast_to(jnp.log(probs), (20000, 7)),
                                               SamplingSettings(max_new_tokens=1, temperature=1.0, top_p=0.75)))
     assert set(draws.tolist()) == {1, 3, 4}
     frequencies = np.bincount(draws, minlength=7)[[1, 3, 4]] / len(draws)
@@ -186,7 +188,7 @@ def test_top_p_never_emits_outside_the_nucleus():
 def test_nucleus_mask_matches_its_definition_on_random_logits():
     logits = np.asarray(jax.random.normal(jax.random.key(5), (50, 30)) * 1.5)
     for top_p in (0.1, 0.5, 0.9, 0.99):
-        mask = np.asarray(sampling.nucleus_mask(jnp.asarray(logits), top_p))
+        mask = np.asarray(samplers.nucleus_mask(jnp.asarray(logits), top_p))
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         for row in range(len(logits)):
@@ -198,11 +200,11 @@ def test_nucleus_mask_matches_its_definition_on_random_logits():
 def test_temperature_sampling_follows_the_tempered_softmax_and_zero_is_greedy():
     logits = jnp.array([1.0, 0.0, -0.5, 0.7])
     keys = jax.random.split(jax.random.key(9), 20000)
-    draws = np.asarray(sampling.choose_tokens(keys, jnp.broadcast_to(logits, (20000, 4)),
+    draws = np.asarray(samplers.choose_tokens(keys, jnp.broadcast_to(logits, (20000, 4)),
                                               SamplingSettings(max_new_tokens=1, temperature=0.5)))
     expected = np.asarray(jax.nn.softmax(logits / 0.5))
     np.testing.assert_allclose(np.bincount(draws, minlength=4) / len(draws), expected, atol=0.015)
-    greedy = sampling.choose_tokens(keys[:3], jnp.broadcast_to(logits, (3, 4)), SamplingSettings(1, temperature=0.0))
+    greedy = samplers.choose_tokens(keys[:3], jnp.broadcast_to(logits, (3, 4)), SamplingSettings(1, temperature=0.0))
     assert np.asarray(greedy).tolist() == [0, 0, 0]
 
 
@@ -288,17 +290,17 @@ def test_bad_prompts_are_one_line_errors(tiny):
 
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory, small_text_file):
-    from aigc_jax.train import loop
+    from aigc_jax import families
     config = load_config(config_path("gpt_char.py:tiny"), [
         f"data.path={small_text_file}", "train.progress_bar=false", "train.num_steps=4", "train.eval_every=4",
         "train.checkpoint_every=4", "optimizer.warmup_steps=1"])
     workdir = str(tmp_path_factory.mktemp("sampling") / "run")
-    summary = loop.train(config, workdir, echo=lambda *a: None)
+    summary = families.train(config, workdir, echo=lambda *a: None)
     return config, workdir, summary
 
 
 def test_loaded_model_is_the_final_trained_state(trained_workdir):
-    from aigc_jax.tasks import build_task
+    from aigc_jax.families import build_task
     config, workdir, summary = trained_workdir
     lm = inference.load_language_model(workdir)
     assert lm.step == config.train.num_steps

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aigc_jax import seq2seq_decoding as decoding
-from aigc_jax.data.seq2seq_tasks import BOS, EOS, NUM_SPECIAL, PAD
-from aigc_jax.models.seq2seq import Seq2SeqTransformer, sinusoidal_positions
+from aigc_jax.families.seq2seq import decoding
+from aigc_jax.families.seq2seq.data import BOS, EOS, NUM_SPECIAL, PAD
+from aigc_jax.families.seq2seq.model import Seq2SeqTransformer, sinusoidal_positions
 
 VOCAB = NUM_SPECIAL + 6
 
@@ -180,7 +180,7 @@ def test_wide_beam_finds_the_brute_force_best(alpha):
 def test_eval_counts_exact_matches_of_greedy_decoding():
     """Targets set to the model's own greedy outputs are all matched exactly, and every
     teacher-forced argmax agrees with them; changing one target token breaks that row only."""
-    from aigc_jax.tasks import seq2seq as task_lib
+    from aigc_jax.families.seq2seq import task as task_lib
     from aigc_jax.train.state import TrainState
     model = tiny_model()
     params = init(model, seed=2)
@@ -205,15 +205,15 @@ def test_training_run_resumes_and_translates(tmp_path):
     """A tiny addition run through the one loop writes the seq2seq metrics; the restored
     checkpoint decodes with translate() exactly as greedy search on the final parameters."""
     from aigc_jax.config import load_config
-    from aigc_jax.tasks import seq2seq as task_lib
-    from aigc_jax.train import loop
+    from aigc_jax.families.seq2seq import task as task_lib
+    from aigc_jax import families
     from aigc_jax.train.metrics import read_metrics
     from tests.conftest import config_path
 
     config = load_config(config_path("seq2seq.py:add,tiny"), ["train.progress_bar=false", "train.num_steps=20",
                                                                "train.eval_every=10", "train.checkpoint_every=10"])
     workdir = str(tmp_path / "run")
-    summary = loop.train(config, workdir, echo=lambda *_: None)
+    summary = families.train(config, workdir, echo=lambda *_: None)
     evals = read_metrics(workdir, "eval")
     assert [r["step"] for r in evals] == [0, 10, 20]
     assert set(evals[-1]) >= {"loss", "token_accuracy", "exact_match"}
@@ -232,4 +232,4 @@ def test_training_run_resumes_and_translates(tmp_path):
     # Resuming with a model field changed is refused, naming the field.
     from aigc_jax.config import ConfigError, apply_overrides
     with pytest.raises(ConfigError, match="model.embed_dim"):
-        loop.train(apply_overrides(config, ["model.embed_dim=16"]), workdir, echo=lambda *_: None)
+        families.train(apply_overrides(config, ["model.embed_dim=16"]), workdir, echo=lambda *_: None)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from aigc_jax.config import load_config
-from aigc_jax.data import seq2seq_tasks as data
+from aigc_jax.families.seq2seq import data
 from aigc_jax.data.text import DataError
 from aigc_jax.data.tokenizers import UnknownCharactersError
 from tests.conftest import config_path

@@ -2,11 +2,12 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from aigc_jax import sweep
-from aigc_jax.config import ConfigError, apply_overrides
-from aigc_jax.train.loop import train
+from aigc_jax import families, sweep
+from aigc_jax.config import ConfigError, apply_overrides, load_config
+from aigc_jax.families import train
 from tests.conftest import REPO, config_path
 
 
@@ -75,3 +76,22 @@ def test_print_commands_gives_one_train_command_per_run(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("python -m experiments.train ") for line in lines)
     assert "--config.model.mlp=swiglu" in lines[3] and "--config.seed=1" in lines[3]
+
+
+@pytest.mark.parametrize("spec, sweep_field, metric", [
+    ("gan_2d.py:tiny", "loss.name=nonsaturating,hinge", "reverse_kl"),
+    ("vae.py:tiny", "loss.beta=1.0,0.5", "loss"),
+])
+def test_sweeps_report_any_familys_metric_and_items(spec, sweep_field, metric, tmp_path):
+    config = load_config(config_path(spec), ["train.progress_bar=false", "train.num_steps=4", "train.eval_every=2",
+                                             "train.checkpoint_every=4", "train.log_every=1"])
+    points = sweep.expand_points(config, [sweep_field], mode="one_at_a_time")
+    workdir = str(tmp_path / "sweep")
+    sweep.run_sweep(config, points, [0], workdir, lambda c, d: train(c, d, echo=lambda *_: None),
+                    echo=lambda *_: None)
+    rows = sweep.collect(points, [0], workdir)
+    item = families.build_task(config, "").item_name
+    assert len(rows) == 2 and all(r["metric"] == metric and r["item_name"] == item for r in rows)
+    assert all(len(r["finals"]) == 1 and np.isfinite(r["mean"]) and r["items_per_second"] > 0 for r in rows)
+    report = open(sweep.write_report(rows, workdir, "T", "cmd")).read()
+    assert f"final validation {metric} (mean ± std)" in report and f"{item}/s (median)" in report

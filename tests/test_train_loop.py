@@ -14,6 +14,7 @@ import pytest
 
 from aigc_jax.config import ConfigError, apply_overrides
 from aigc_jax.data.text import DataError
+from aigc_jax import families
 from aigc_jax.train import loop
 from aigc_jax.train.checkpoints import CheckpointError, Checkpointer
 from aigc_jax.train.metrics import read_metrics
@@ -45,7 +46,7 @@ def read_tensorboard_records(path):
 def test_run_writes_logs_config_checkpoints_and_learns(tiny_lm_config, tmp_path):
     config = apply_overrides(tiny_lm_config, ["train.num_steps=40", "train.eval_every=20"])
     workdir = str(tmp_path / "run")
-    summary = loop.train(config, workdir, echo=quiet)
+    summary = families.train(config, workdir, echo=quiet)
     train_records = read_metrics(workdir, "train")
     eval_records = read_metrics(workdir, "eval")
     assert [r["step"] for r in eval_records] == [0, 20, 40]
@@ -69,44 +70,26 @@ def test_run_writes_logs_config_checkpoints_and_learns(tiny_lm_config, tmp_path)
     assert any(b"train/loss" in r for r in records) and any(b"eval/loss" in r for r in records)
 
 
-def test_resume_continues_from_the_checkpoint_and_matches(tiny_lm_config, tmp_path):
-    # The schedule's length is pinned, so a 10-step run is a true prefix of the 20-step one.
-    tiny_lm_config = apply_overrides(tiny_lm_config, ["optimizer.decay_steps=20"])
-    straight = str(tmp_path / "straight")
-    loop.train(tiny_lm_config, straight, echo=quiet)
-    resumed = str(tmp_path / "resumed")
-    loop.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=10"]),
-               resumed, echo=quiet)
-    messages = []
-    loop.train(tiny_lm_config, resumed, echo=messages.append)
-    assert "resumed from the checkpoint at step 10" in messages
-    a, _ = restore_newest(tiny_lm_config, straight)
-    b, _ = restore_newest(tiny_lm_config, resumed)
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
-        np.testing.assert_array_equal(x, y)
-    assert [r["step"] for r in read_metrics(resumed, "eval")] == [0, 10, 20]
-
-
 def test_changed_model_field_is_refused_and_nothing_is_lost(tiny_lm_config, tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train(tiny_lm_config, workdir, echo=quiet)
+    families.train(tiny_lm_config, workdir, echo=quiet)
     before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
     saved_config = open(os.path.join(workdir, "config.json")).read()
     changed = apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["model.num_layers=3"])
     with pytest.raises(ConfigError, match="model.num_layers=2.*model.num_layers=3"):
-        loop.train(changed, workdir, echo=quiet)
+        families.train(changed, workdir, echo=quiet)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
     assert open(os.path.join(workdir, "config.json")).read() == saved_config
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_lm_config, tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=10"]),
+    families.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=10"]),
                workdir, echo=quiet)
     exploding = apply_overrides(tiny_lm_config.copy_and_resolve_references(),
                                 ["optimizer.learning_rate=1e38", "optimizer.min_learning_rate=1e37"])
     with pytest.raises(loop.TrainingDiverged, match=r"\w+ is (nan|inf) at step 1[1-9].*step 10\) is intact"):
-        loop.train(exploding, workdir, echo=quiet)
+        families.train(exploding, workdir, echo=quiet)
     assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [10]
     state, step = restore_newest(tiny_lm_config, workdir)
     assert step == 10 and all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(state.params))
@@ -114,23 +97,23 @@ def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(tiny_lm_config, tmp_
 
 def test_checkpoint_of_a_different_optimizer_is_named_not_discarded(tiny_lm_config, tmp_path):
     workdir = str(tmp_path / "run")
-    loop.train(tiny_lm_config, workdir, echo=quiet)
+    families.train(tiny_lm_config, workdir, echo=quiet)
     unclipped = apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["optimizer.grad_clip=0.0"])
     with pytest.raises(CheckpointError, match="step 20 .* does not fit this config: .*opt_state"):
-        loop.train(unclipped, workdir, echo=quiet)
+        families.train(unclipped, workdir, echo=quiet)
     assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [10, 20]
     assert not os.path.exists(os.path.join(workdir, "corrupt"))
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(tiny_lm_config, tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    loop.train(tiny_lm_config, workdir, echo=quiet)
+    families.train(tiny_lm_config, workdir, echo=quiet)
     for path in glob.glob(os.path.join(workdir, "checkpoints", "20", "**", "d", "*"), recursive=True):
         size = os.path.getsize(path)
         with open(path, "wb") as f:
             f.write(b"\x00garbage" * (size // 8 + 1))
     messages = []
-    loop.train(tiny_lm_config, workdir, echo=messages.append)
+    families.train(tiny_lm_config, workdir, echo=messages.append)
     assert "checkpoint at step 20 is corrupt" in capsys.readouterr().out
     assert "resumed from the checkpoint at step 10" in messages
     assert os.path.isdir(os.path.join(workdir, "corrupt", "20"))  # kept for inspection, not deleted
@@ -152,15 +135,15 @@ def test_bad_data_fails_before_anything_is_written(tiny_lm_config, tmp_path):
         config = apply_overrides(tiny_lm_config.copy_and_resolve_references(), [f"data.path={path}"])
         workdir = tmp_path / f"run_{name}"
         with pytest.raises(DataError, match=message):
-            loop.train(config, str(workdir), echo=quiet)
+            families.train(config, str(workdir), echo=quiet)
         assert not (workdir / "checkpoints").exists()
 
 
 def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     """A run killed with SIGKILL mid-training and resumed ends with the same parameters."""
     overrides = [f"--config.data.path={small_text_file}", "--config.train.progress_bar=false",
-                 "--config.train.num_steps=3000", "--config.train.checkpoint_every=100",
-                 "--config.train.eval_every=1000", "--config.train.log_every=100"]
+                 "--config.train.num_steps=800", "--config.train.checkpoint_every=50",
+                 "--config.train.eval_every=400", "--config.train.log_every=50"]
     command = [sys.executable, "-m", "experiments.train", f"--config={config_path('gpt_char.py:tiny')}"]
     killed = tmp_path / "killed"
     process = subprocess.Popen(command + [f"--workdir={killed}"] + overrides, cwd=REPO,
@@ -168,13 +151,13 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         steps = [s for s in os.listdir(killed / "checkpoints")] if (killed / "checkpoints").exists() else []
-        if any(s.isdigit() and int(s) >= 200 for s in steps):
+        if any(s.isdigit() and int(s) >= 100 for s in steps):
             break
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     steps = sorted(int(s) for s in os.listdir(killed / "checkpoints") if s.isdigit())
-    assert steps and steps[-1] < 3000, f"the run was not killed mid-training: {steps}"
+    assert steps and steps[-1] < 800, f"the run was not killed mid-training: {steps}"
     subprocess.run(command + [f"--workdir={killed}"] + overrides, cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     straight = tmp_path / "straight"
@@ -184,20 +167,20 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     config = load_config(config_path("gpt_char.py:tiny"), [o[len("--config."):] for o in overrides])
     a, step_a = restore_newest(config, str(killed))
     b, step_b = restore_newest(config, str(straight))
-    assert step_a == step_b == 3000
+    assert step_a == step_b == 800
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
 
 
 def test_stop_at_eval_loss_ends_at_the_first_evaluation_that_reaches_it(tiny_lm_config, tmp_path):
     workdir = str(tmp_path / "run")
-    reference = loop.train(apply_overrides(tiny_lm_config, ["train.num_steps=30"]), str(tmp_path / "ref"), echo=quiet)
+    reference = families.train(apply_overrides(tiny_lm_config, ["train.num_steps=30"]), str(tmp_path / "ref"), echo=quiet)
     losses = {r["step"]: r["loss"] for r in read_metrics(str(tmp_path / "ref"), "eval")}
     target = (losses[10] + losses[20]) / 2  # reached at step 20, not at 10
     assert losses[20] < target < losses[10]
     config = apply_overrides(tiny_lm_config, ["train.num_steps=30", f"train.stop_at_eval_loss={target}",
                                               "eval.at_start=False"])  # as the speedrun: no step-0 evaluation
-    summary = loop.train(config, workdir, echo=quiet)
+    summary = families.train(config, workdir, echo=quiet)
     evals = read_metrics(workdir, "eval")
     assert [r["step"] for r in evals] == [10, 20] and summary["final_step"] == 20
     assert "initial_eval" not in summary and 0 in [r["step"] for r in read_metrics(str(tmp_path / "ref"), "eval")]
@@ -208,12 +191,12 @@ def test_stop_at_eval_loss_ends_at_the_first_evaluation_that_reaches_it(tiny_lm_
 
 
 def test_several_steps_per_compiled_call_train_the_same_steps(tiny_lm_config, tmp_path):
-    one = loop.train(tiny_lm_config, str(tmp_path / "one"), echo=quiet)
-    five = loop.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=5"]), str(tmp_path / "five"), echo=quiet)
+    one = families.train(tiny_lm_config, str(tmp_path / "one"), echo=quiet)
+    five = families.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=5"]), str(tmp_path / "five"), echo=quiet)
     a, b = read_metrics(str(tmp_path / "one"), "train"), read_metrics(str(tmp_path / "five"), "train")
     assert [r["step"] for r in a] == [r["step"] for r in b] == [5, 10, 15, 20]
     for ra, rb in zip(a, b):  # the same steps, only compiled inside a lax.scan
         assert rb["loss"] == pytest.approx(ra["loss"], abs=1e-5) and rb["tokens_seen"] == ra["tokens_seen"]
     assert five["final_eval"]["loss"] == pytest.approx(one["final_eval"]["loss"], abs=1e-5)
     with pytest.raises(ConfigError, match="steps_per_call=3 must divide train.num_steps"):
-        loop.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=3"]), str(tmp_path / "bad"), echo=quiet)
+        families.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=3"]), str(tmp_path / "bad"), echo=quiet)

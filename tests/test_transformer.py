@@ -6,8 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from aigc_jax import losses
-from aigc_jax.models.transformer import TransformerLM, count_params
+from aigc_jax.nn import losses
+from aigc_jax.nn.transformer import TransformerLM
+from aigc_jax.nn.params import count_params
 
 VOCAB = 23
 VARIANTS = {

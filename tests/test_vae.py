@@ -11,10 +11,12 @@ from jax.scipy.stats import multivariate_normal, norm
 from PIL import Image
 
 from aigc_jax.config import load_config
-from aigc_jax.models import vae as vae_model
-from aigc_jax.models.vae import VAE
-from aigc_jax.tasks import build_task
-from aigc_jax.tasks import vae as vae_task
+from aigc_jax.families.vae import model as vae_model
+from aigc_jax.families.vae.model import VAE
+from aigc_jax.families import build_task
+from aigc_jax.families.vae import task as vae_task
+from aigc_jax.families.vae import losses as vae_losses
+from aigc_jax import families
 from aigc_jax.train import loop
 from aigc_jax.train.metrics import read_metrics
 from tests.conftest import config_path
@@ -31,27 +33,27 @@ def tiny_config(*overrides):
 def test_closed_form_kl_matches_monte_carlo_and_hand_values():
     mean = jnp.array([0.7, -1.2, 0.0, 2.0])
     log_var = jnp.array([-0.5, 0.3, -2.0, 1.0])
-    closed = float(vae_task.gaussian_kl_to_standard_normal(mean, log_var))
+    closed = float(vae_losses.gaussian_kl_to_standard_normal(mean, log_var))
     # E_q[log q(z) - log p(z)] from 400k reparameterised samples
-    z = vae_task.reparameterize(jax.random.key(0), mean[None], log_var[None], num_samples=400_000)[:, 0]
-    log_ratio = (vae_task.diagonal_gaussian_log_density(z, mean, log_var)
-                 - vae_task.diagonal_gaussian_log_density(z, jnp.zeros(4), jnp.zeros(4)))
+    z = vae_losses.reparameterize(jax.random.key(0), mean[None], log_var[None], num_samples=400_000)[:, 0]
+    log_ratio = (vae_losses.diagonal_gaussian_log_density(z, mean, log_var)
+                 - vae_losses.diagonal_gaussian_log_density(z, jnp.zeros(4), jnp.zeros(4)))
     estimate, stderr = float(jnp.mean(log_ratio)), float(jnp.std(log_ratio)) / math.sqrt(len(log_ratio))
     assert abs(estimate - closed) < 4 * stderr, (estimate, closed, stderr)
     # by hand: KL(N(1, 1) || N(0, 1)) = 1/2; KL(N(0, e^2) || N(0, 1)) = (e^2 - 1 - 2) / 2
-    assert float(vae_task.gaussian_kl_to_standard_normal(jnp.array([1.0]), jnp.array([0.0]))) == pytest.approx(0.5)
-    assert float(vae_task.gaussian_kl_to_standard_normal(jnp.zeros(1), jnp.full(1, 2.0))) == pytest.approx(
+    assert float(vae_losses.gaussian_kl_to_standard_normal(jnp.array([1.0]), jnp.array([0.0]))) == pytest.approx(0.5)
+    assert float(vae_losses.gaussian_kl_to_standard_normal(jnp.zeros(1), jnp.full(1, 2.0))) == pytest.approx(
         (math.exp(2.0) - 3.0) / 2.0, rel=1e-6)
 
 
 def test_reparameterised_samples_have_the_posterior_moments_and_gradients():
     mean, log_var = jnp.array([[1.5, -0.5]]), jnp.array([[0.4, -1.0]])
-    z = vae_task.reparameterize(jax.random.key(1), mean, log_var, num_samples=200_000)[:, 0]
+    z = vae_losses.reparameterize(jax.random.key(1), mean, log_var, num_samples=200_000)[:, 0]
     np.testing.assert_allclose(np.mean(z, 0), mean[0], atol=0.01)
     np.testing.assert_allclose(np.var(z, 0), np.exp(log_var[0]), rtol=0.02)
     # the objective averages z_j^2 over the 2 dimensions: d/d mean_j = mean_j, d/d log_var_j = var_j / 2
     grad_mean, grad_log_var = jax.grad(
-        lambda m, lv: jnp.mean(jnp.square(vae_task.reparameterize(jax.random.key(2), m, lv, 200_000))),
+        lambda m, lv: jnp.mean(jnp.square(vae_losses.reparameterize(jax.random.key(2), m, lv, 200_000))),
         argnums=(0, 1))(mean, log_var)
     np.testing.assert_allclose(grad_mean[0], mean[0], rtol=0.02)
     np.testing.assert_allclose(grad_log_var[0], np.exp(log_var[0]) / 2, rtol=0.03)
@@ -99,12 +101,12 @@ def test_iwae_is_exact_with_the_true_posterior_and_elbo_le_iwae_k_increasing_to_
     # with q = the exact posterior every importance weight equals p(x): L_k = log p(x) for every draw
     for k in (1, 7):
         np.testing.assert_allclose(
-            vae_task.importance_weighted_bound(exact_encode, log_likelihood, x, jax.random.key(k), k), truth,
+            vae_losses.importance_weighted_bound(exact_encode, log_likelihood, x, jax.random.key(k), k), truth,
             atol=2e-4)
     # ELBO = log p(x) - KL(q || posterior): exact in expectation (one-sample estimates vary)
     keys = jax.random.split(jax.random.key(3), 400)
     exact_elbo = jax.jit(jax.vmap(
-        lambda key: vae_task.elbo_terms(exact_encode, log_likelihood, x, key)["elbo"]))(keys)
+        lambda key: vae_losses.elbo_terms(exact_encode, log_likelihood, x, key)["elbo"]))(keys)
     standard_error = float(jnp.max(jnp.std(exact_elbo, axis=0))) / math.sqrt(len(keys))
     np.testing.assert_allclose(jnp.mean(exact_elbo, axis=0), truth, atol=4 * standard_error)
 
@@ -116,8 +118,8 @@ def test_iwae_is_exact_with_the_true_posterior_and_elbo_le_iwae_k_increasing_to_
     def mean_over_keys(fn):
         return jnp.mean(jax.jit(jax.vmap(fn))(keys), axis=0)
 
-    elbo_mean = mean_over_keys(lambda key: vae_task.elbo_terms(poor_encode, log_likelihood, x, key)["elbo"])
-    bounds = {k: mean_over_keys(lambda key, k=k: vae_task.importance_weighted_bound(
+    elbo_mean = mean_over_keys(lambda key: vae_losses.elbo_terms(poor_encode, log_likelihood, x, key)["elbo"])
+    bounds = {k: mean_over_keys(lambda key, k=k: vae_losses.importance_weighted_bound(
         poor_encode, log_likelihood, x, key, k)) for k in (1, 3, 10, 30, 1000)}
     # L_1 is an unbiased estimate of the ELBO (the closed-form KL changes only the variance)
     np.testing.assert_allclose(bounds[1], elbo_mean, atol=0.15)
@@ -134,8 +136,8 @@ def test_vae_module_elbo_below_iwae_on_average_and_rising_with_k():
     params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
     x = (np.random.default_rng(0).uniform(size=(8, 8, 8, 1)) < 0.3).astype(np.float32)
     keys = jax.random.split(jax.random.key(1), 64)
-    elbo_mean = float(jnp.mean(jax.jit(jax.vmap(lambda k: vae_task.elbo(model, params, x, k)["elbo"]))(keys)))
-    bounds = [float(jnp.mean(jax.jit(jax.vmap(lambda key, k=k: vae_task.iwae_bound(
+    elbo_mean = float(jnp.mean(jax.jit(jax.vmap(lambda k: vae_losses.elbo(model, params, x, k)["elbo"]))(keys)))
+    bounds = [float(jnp.mean(jax.jit(jax.vmap(lambda key, k=k: vae_losses.iwae_bound(
         model, params, x, key, num_samples=k)))(keys))) for k in (1, 10, 100)]
     assert abs(bounds[0] - elbo_mean) < 0.05
     assert elbo_mean < bounds[1] < bounds[2]
@@ -165,7 +167,7 @@ def test_tiny_run_learns_and_writes_its_figures(tmp_path):
     config = tiny_config("train.num_steps=60", "train.eval_every=60", "train.checkpoint_every=60",
                          "optimizer.learning_rate=0.01")
     workdir = str(tmp_path / "vae")
-    loop.train(config, workdir, echo=quiet)
+    families.train(config, workdir, echo=quiet)
     evals = read_metrics(workdir, "eval")
     assert evals[-1]["negative_elbo"] < evals[0]["negative_elbo"] - 5.0
     assert evals[-1]["negative_iwae"] <= evals[-1]["negative_elbo"] + 0.5  # IWAE_8 bound is the tighter one

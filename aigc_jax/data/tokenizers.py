@@ -1,11 +1,12 @@
 """Character- and byte-level tokenizers, saved with a run as JSON and reloaded from it."""
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from aigc_jax.files import read_json, write_json
 
 
 class UnknownCharactersError(ValueError):
@@ -77,25 +78,19 @@ TOKENIZER_FILE = "tokenizer.json"
 
 
 def save_tokenizer(tokenizer, workdir: str) -> str:
-    path = os.path.join(workdir, TOKENIZER_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(tokenizer.to_json(), f, ensure_ascii=False)
-    os.replace(tmp, path)
-    return path
+    return write_json(os.path.join(workdir, TOKENIZER_FILE), tokenizer.to_json(), ensure_ascii=False)
+
+
+def _tokenizer_from(spec: dict):
+    if spec["kind"] == "char":
+        return CharTokenizer(spec["chars"])
+    if spec["kind"] == "byte":
+        return ByteTokenizer()
+    raise ValueError(f"unknown tokenizer kind {spec['kind']!r}")
 
 
 def load_tokenizer(workdir: str):
     path = os.path.join(workdir, TOKENIZER_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no tokenizer in {workdir!r} (expected {TOKENIZER_FILE}): is it a training workdir?")
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-        if spec["kind"] == "char":
-            return CharTokenizer(spec["chars"])
-        if spec["kind"] == "byte":
-            return ByteTokenizer()
-        raise ValueError(f"unknown tokenizer kind {spec['kind']!r}")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"corrupt tokenizer file {path!r}: {e}") from None
+    return read_json(path, "tokenizer file", _tokenizer_from)

@@ -6,7 +6,7 @@
     given). Control: the same product with the causal mask removed (position t sees the
     future) is not a distribution, so the check has teeth.
 (b) The per-step log-probabilities recorded while sampling with the KV cache
-    (aigc_jax.sampling.generate, one single-token forward pass per step) sum to the
+    (aigc_jax.decoding.sampling.generate, one single-token forward pass per step) sum to the
     log-likelihood of the sampled sequence from one full forward pass.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax.models.transformer import TransformerLM
+from aigc_jax.nn.transformer import TransformerLM
 from aigc_jax.reproductions import Check, ItemReport, close_abs
 
 ITEM = "1"
@@ -67,7 +67,7 @@ def cached_and_forward_log_likelihoods(model: TransformerLM, params, first_token
     """Samples num_new tokens after each first token with KV-cache decoding and returns
     (sum of the per-step log-probabilities the decoder recorded [B], log-likelihood of the same
     sequences from one forward pass [B], the sampled tokens [B, num_new])."""
-    from aigc_jax import sampling
+    from aigc_jax.decoding import sampling
     if num_new > model.context_length:
         raise ValueError(f"num_new {num_new} exceeds the context {model.context_length} (no sliding window here)")
     settings = sampling.SamplingSettings(max_new_tokens=num_new, temperature=1.0)
@@ -111,7 +111,7 @@ def reproduce(out_dir: str, *, seed: int = 0, length: int = 5, num_decoded: int 
              f"causal forward pass over (x_0, x_1..x_{length}); summed in float64 over all {vocab ** length} "
              f"sequences for each given x_0. Sums: {', '.join(f'{t:.7f}' for t in causal_totals)}; without the "
              f"causal mask: {', '.join(f'{t:.4f}' for t in leaky_totals)}. (b) {num_decoded} sequences sampled "
-             f"(temperature 1) with aigc_jax.sampling.generate(method='cached'); largest |cached - forward| = "
+             f"(temperature 1) with aigc_jax.decoding.sampling.generate(method='cached'); largest |cached - forward| = "
              f"{np.max(np.abs(cached - forward)):.2e} nats over log-likelihoods of about "
              f"{np.mean(forward):.1f} nats.")
     return ItemReport(ITEM, "Autoregressive factorisation", checks, [figure], notes)

@@ -1,12 +1,12 @@
 """Item 6: likelihood bounds of latent-variable models, and a flow's exact density.
 
-(a) VAE (aigc_jax/tasks/vae.py): the importance-weighted bound (Burda et al. 2016)
+(a) VAE (aigc_jax/families/vae/): the importance-weighted bound (Burda et al. 2016)
       L_k(x) = E[log (1/k) sum_i p(x, z_i) / q(z_i | x)],  z_i ~ q(z | x),
     satisfies ELBO(x) = L_1(x) <= L_k(x) <= L_{k'}(x) <= log p(x) for k <= k' (Jensen), so
     it tightens as k grows. Checked on a VAE trained briefly on the one loop, over the test
     images: L_1 (log-weights sampled) equals the ELBO (closed-form KL) in expectation, and the
     mean of L_k rises with k, each step beyond noise (paired standard errors over images).
-(b) RealNVP (aigc_jax/tasks/flow.py): log p(x) = log N(f(x); 0, I) + log |det df/dx|, so
+(b) RealNVP (aigc_jax/families/flow/): log p(x) = log N(f(x); 0, I) + log |det df/dx|, so
     p integrates to 1; the midpoint rule on a 2-D grid of a flow trained on two moons gives 1,
     and without the log-determinant term it does not.
 """
@@ -20,9 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.reproductions import Check, ItemReport, close_abs, training_time
-from aigc_jax.tasks import build_task
-from aigc_jax.train import loop
-from aigc_jax.train.checkpoints import Checkpointer
+from aigc_jax import families
+from aigc_jax.train.restore import restore_params
 
 ITEM = "6"
 SIGMAS = 4.0
@@ -30,20 +29,7 @@ IWAE_SAMPLES = (1, 5, 50, 500)
 
 
 def train(config, workdir: str, echo=None) -> dict:
-    return loop.train(config, workdir, echo=echo or (lambda *_: None))
-
-
-def restore_params(config, workdir: str):
-    """The newest checkpoint's parameters of a finished run of any family."""
-    task = build_task(config, workdir)
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        state, _ = checkpointer.restore_latest(jax.jit(task.init)(jax.random.key(0)))
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {workdir!r}")
-    return state.params
+    return families.train(config, workdir, echo=echo or (lambda *_: None))
 
 
 def estimates_per_k(k: int, sample_budget: int) -> int:
@@ -55,14 +41,14 @@ def vae_bounds(model, params, images: np.ndarray, ks=IWAE_SAMPLES, *, elbo_draws
                seed: int = 0, batch_size: int = 120) -> dict:
     """Per test image [N]: the ELBO (mean of `elbo_draws` one-sample estimates) and, for each k, the mean
     of estimates_per_k(k) independent estimates of L_k (unbiased for E L_k; less noise for small k)."""
-    from aigc_jax.tasks import vae as vae_task
+    from aigc_jax.families.vae import losses as vae_losses
 
     def averaged(estimate, draws):
         return jax.jit(lambda p, x, key: jnp.mean(jax.vmap(lambda r: estimate(p, x, r))(
             jax.random.split(key, draws)), axis=0))
 
-    elbo_fn = averaged(lambda p, x, r: vae_task.elbo(model, p, x, r)["elbo"], elbo_draws)
-    iwae_fns = {k: averaged(lambda p, x, r, k=k: vae_task.iwae_bound(model, p, x, r, k), estimates_per_k(k, sample_budget))
+    elbo_fn = averaged(lambda p, x, r: vae_losses.elbo(model, p, x, r)["elbo"], elbo_draws)
+    iwae_fns = {k: averaged(lambda p, x, r, k=k: vae_losses.iwae_bound(model, p, x, r, k), estimates_per_k(k, sample_budget))
                 for k in ks}
     out = {"elbo": []} | {k: [] for k in ks}
     base = jax.random.key(seed)
@@ -95,7 +81,7 @@ def grid_integral(log_density_fn, extent: float, resolution: int, chunk: int = 6
 
 def flow_log_densities(model, params):
     """(log p(x) by the change of variables, the same without log |det df/dx|) as jitted functions."""
-    from aigc_jax.models.realnvp import RealNVP2D, standard_normal_log_density
+    from aigc_jax.families.flow.model import RealNVP2D, standard_normal_log_density
 
     def forward(x):
         return model.apply({"params": params}, jnp.asarray(x), method=RealNVP2D.forward)
@@ -112,8 +98,8 @@ def flow_log_densities(model, params):
 
 def reproduce(out_dir: str, vae_config, flow_config, workdir: str, *, ks=IWAE_SAMPLES, sample_budget: int = 400,
               extent: float = 6.0, resolution: int = 600, integral_tolerance: float = 1e-3, echo=None) -> ItemReport:
-    from aigc_jax.tasks import vae as vae_task
-    from aigc_jax.tasks.flow import make_2d_model
+    from aigc_jax.families.vae import task as vae_task
+    from aigc_jax.families.flow.task import make_2d_model
     checks = []
     # (a) the VAE
     vae_dir = os.path.join(workdir, "vae")
@@ -141,7 +127,7 @@ def reproduce(out_dir: str, vae_config, flow_config, workdir: str, *, ks=IWAE_SA
     flow_dir = os.path.join(workdir, "flow")
     flow_summary = train(flow_config, flow_dir, echo)
     flow_model = make_2d_model(flow_config.model)
-    flow_params = restore_params(flow_config, flow_dir)
+    flow_params = restore_params(flow_dir, task="flow").params
     with_jacobian, without_jacobian = flow_log_densities(flow_model, flow_params)
     integral = grid_integral(with_jacobian, extent, resolution)
     coarse = grid_integral(with_jacobian, extent, resolution // 2)

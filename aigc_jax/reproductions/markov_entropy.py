@@ -17,10 +17,10 @@ import os
 import jax
 import numpy as np
 
-from aigc_jax import inference
+from aigc_jax.families.lm import inference
 from aigc_jax.data import markov
 from aigc_jax.reproductions import ItemReport, at_least, close_abs, close_rel, training_time
-from aigc_jax.train import loop
+from aigc_jax import families
 from aigc_jax.train.metrics import read_metrics
 
 ITEM = "2"
@@ -29,7 +29,7 @@ NOISE_SIGMAS = 3.0
 
 def train_lm(config, workdir: str, echo=None) -> dict:
     """Trains (or resumes, or finds finished) the run through the one training loop."""
-    return loop.train(config, workdir, echo=echo or (lambda *_: None))
+    return families.train(config, workdir, echo=echo or (lambda *_: None))
 
 
 def per_position_losses(model, params, tokens: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The one training loop. Every family plugs in through `aigc_jax.tasks.Task`.
+"""The one training loop. Every family plugs in through a `aigc_jax.train.task.Task`; the loop
+imports no family (`aigc_jax.families.build_task` makes the Task from a config).
 
 The loop owns: compiling the train and eval steps once, ahead of time on helper threads
 (state donated; `train.steps_per_call` optimizer steps per call), host-side batch prefetch,
@@ -8,7 +9,7 @@ guard, JSONL and TensorBoard logs, a progress bar, and the end-of-run summary.
 """
 from __future__ import annotations
 
-import json
+import functools
 import math
 import os
 import time
@@ -20,12 +21,14 @@ from tqdm import tqdm
 
 from aigc_jax import config as config_lib
 from aigc_jax import parallel
-from aigc_jax.tasks import build_task, task_module
+from aigc_jax.files import write_json
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.flops import peak_flops_per_device
 from aigc_jax.train.metrics import MetricsWriter, NullWriter
 from aigc_jax.train.placement import place
 from aigc_jax.train.prefetch import Prefetcher
+from aigc_jax.train.restore import restore_params
+from aigc_jax.train.task import Task
 
 CONFIG_FILE = config_lib.SAVED_CONFIG_FILE
 SUMMARY_FILE = "summary.json"
@@ -35,18 +38,14 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; nothing was saved after the last finite step."""
 
 
-def check_resume_config(workdir: str, config) -> Optional[dict]:
+def check_resume_config(workdir: str, config, model_fields) -> Optional[dict]:
     """Refuses a workdir whose saved config differs in a field that changes the model."""
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise config_lib.ConfigError(f"cannot read the saved config {path!r}: {e}") from None
+    saved = config_lib.read_saved_config(path)
     current = config_lib.to_dict(config)
-    changed = config_lib.changed_fields(saved, current, task_module(config.task).MODEL_FIELDS)
+    changed = config_lib.changed_fields(saved, current, model_fields)
     if changed:
         field = changed[0]
         saved_value = config_lib.flatten(saved).get(field, "<absent>")
@@ -57,13 +56,6 @@ def check_resume_config(workdir: str, config) -> Optional[dict]:
             f"{field}={current_value!r}{more}; that changes the model, so it cannot resume. "
             f"Use the saved value or a new --workdir")
     return saved
-
-
-def write_json(path: str, payload: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 class _Throughput:
@@ -96,14 +88,15 @@ def evaluate(eval_step, state, batches, summarize) -> dict:
     return summarize(jax.device_get(sums))
 
 
-def train(config, workdir: str, *, echo=print) -> dict:
-    """Trains `config` in `workdir`, resuming from its newest good checkpoint. Returns the summary."""
+def train(config, workdir: str, task: Task, *, echo=print) -> dict:
+    """Trains `task` (built from `config`) in `workdir`, resuming from its newest good checkpoint.
+    Returns the summary."""
     process_start = time.perf_counter()  # eval records' elapsed_seconds count from here
     os.makedirs(workdir, exist_ok=True)
-    check_resume_config(workdir, config)
-    task = build_task(config, workdir)
+    check_resume_config(workdir, config, task.model_fields)
+    steps_per_call = check_steps_per_call(config.train, task)
     if jax.process_index() == 0:
-        write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config))
+        write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config), indent=2, sort_keys=True)
     train_cfg = config.train
     echo(f"data: {task.description}")
     echo(f"model: {task.num_params:,} parameters")
@@ -112,7 +105,6 @@ def train(config, workdir: str, *, echo=print) -> dict:
     if jax.process_count() > 1 or mesh.size > 1:
         echo(f"mesh: {dict(mesh.shape)} over {mesh.size} devices in {jax.process_count()} process(es)")
     init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-    steps_per_call = check_steps_per_call(train_cfg)
     placement = place(task, mesh, init_rng, steps_per_call)
     compiled = placement.compile_ahead(task, step_rng)  # on helper threads, while we initialise
     state = placement.init(task, init_rng)
@@ -121,6 +113,8 @@ def train(config, workdir: str, *, echo=print) -> dict:
     if restored is not None:
         state = restored
         echo(f"resumed from the checkpoint at step {restored_step}")
+    elif train_cfg.get("init_from", ""):
+        state = start_from_run(state, train_cfg.init_from, placement, echo)
     start = int(jax.device_get(state.step))
     num_steps = train_cfg.num_steps
     if start % steps_per_call:
@@ -128,14 +122,19 @@ def train(config, workdir: str, *, echo=print) -> dict:
                                      f"run resumes from; use a value that divides it")
     writer = MetricsWriter(workdir, resume_step=start) if jax.process_index() == 0 else NullWriter()
     peak = peak_flops_per_device(train_cfg.peak_flops_per_device) * jax.device_count()
-    prefetcher = Prefetcher(  # keyed by the first step of each call
-        lambda first: placement.call_batch(task, first), stop=num_steps, stride=steps_per_call)
+    if task.host_batch is not None:  # batches from the current model: made at each step, not ahead
+        prefetcher = HostBatches(task, placement)
+    else:
+        prefetcher = Prefetcher(  # keyed by the first step of each call
+            lambda first: placement.call_batch(task, first), stop=num_steps, stride=steps_per_call)
     device_eval_batches = [placement.put_eval(b) for b in task.eval_batches()]
-    eval_step = lambda st, batch: compiled.eval.result()(st, batch)  # noqa: E731 - waits for its compile once
+    frozen = placement.frozen_args(placement.put_frozen(task.frozen))  # () without frozen models
+    eval_step = lambda st, batch: compiled.eval.result()(st, batch, *frozen)  # noqa: E731 - waits for its compile once
     lead = jax.process_index() == 0
     if not lead:
         echo = lambda *_args: None  # noqa: E731 - one process speaks for the run
-    summary = {"num_params": task.num_params, "start_step": start}
+    summary = {"num_params": task.num_params, "start_step": start, "item_name": task.item_name,
+               "eval_metric": task.eval_metric}
     run_start = time.perf_counter()
     progress = tqdm(total=num_steps, initial=start, disable=not (train_cfg.progress_bar and lead),
                     unit="step", dynamic_ncols=True)
@@ -149,6 +148,8 @@ def train(config, workdir: str, *, echo=print) -> dict:
             echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
         else:
             step_fn, summary["compile_seconds"] = compiled.train.result()
+            if frozen:
+                step_fn = functools.partial(_with_frozen, step_fn, frozen)
             state, summary["last_train"] = _run_steps(
                 task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
                 device_eval_batches, checkpointer, writer, progress, peak, summary, process_start)
@@ -160,7 +161,7 @@ def train(config, workdir: str, *, echo=print) -> dict:
     summary["wall_seconds"] = time.perf_counter() - run_start
     summary["final_step"] = int(jax.device_get(state.step))
     if lead:
-        write_json(os.path.join(workdir, SUMMARY_FILE), summary)
+        write_json(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
     _echo_summary(summary, task.headline_metrics, echo)
     return summary
 
@@ -176,6 +177,7 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
     pending = None  # (first step of the last call, its metrics still on the device)
     last_train = {}
     evals = []
+    timing = {"rate": 0.0, "step_seconds": 0.0, "mfu": 0.0}  # of the last interval with steps in it
 
     def fetch(item):
         """Waits for one call's metrics (one step's, or [K] for K steps per call) and logs them."""
@@ -196,12 +198,15 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
                                    f"stopped without saving, {where}")
         if step % train_cfg.log_every == 0 or step == num_steps:
             steps, elapsed = meter.read()
-            rate = steps * task.items_per_step / elapsed if elapsed > 0 else 0.0
+            if steps:  # else no step was dispatched since the last record: its interval's timing stands
+                timing["rate"] = steps * task.items_per_step / elapsed if elapsed > 0 else 0.0
+                timing["step_seconds"] = elapsed / steps
+                timing["mfu"] = task.flops_per_step * steps / max(elapsed, 1e-9) / peak if peak else 0.0
+            rate = timing["rate"]
             values.update({f"{task.item_name}_seen": step * task.items_per_step,
-                           f"{task.item_name}_per_second": rate,
-                           "step_seconds": elapsed / max(steps, 1)})
+                           f"{task.item_name}_per_second": rate, "step_seconds": timing["step_seconds"]})
             if peak and task.flops_per_step:
-                values["mfu"] = task.flops_per_step * steps / max(elapsed, 1e-9) / peak
+                values["mfu"] = timing["mfu"]
             writer.write(step, "train", values)
             shown = {k: f"{values[k]:.4f}" for k in task.headline_metrics if k in values}
             progress.set_postfix(**shown, **{f"{task.item_name}/s": f"{rate:,.0f}"})
@@ -209,7 +214,7 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
         last_train = values
 
     for step in range(start, num_steps, per_call):
-        batch = prefetcher.get(step)
+        batch = prefetcher.get(step, state)
         state, metrics = step_fn(state, batch, step_rng)  # queued; runs while we fetch the last one
         meter.tick(per_call)
         if pending is not None:
@@ -247,12 +252,44 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
     return state, last_train
 
 
-def check_steps_per_call(train_cfg) -> int:
+def _with_frozen(step_fn, frozen, state, batch, rng):
+    return step_fn(state, batch, rng, *frozen)
+
+
+class HostBatches:
+    """Batches that depend on the current model: task.host_batch(state, step), made on the host
+    when the step comes (never ahead, since the state it needs is the previous step's result)."""
+
+    def __init__(self, task: Task, placement):
+        self._task, self._placement = task, placement
+
+    def get(self, step: int, state):
+        return self._placement.put_train(self._task.host_batch(state, step))
+
+    def close(self) -> None:
+        pass
+
+
+def start_from_run(state, init_from: str, placement, echo):
+    """A fine-tuning start (`train.init_from`): the parameters of another run's newest
+    checkpoint, checked to fit this model, with this run's fresh optimizer state (optax
+    initialises every optimizer we build from the parameters' shapes alone) and extra state."""
+    source = restore_params(init_from, expect_params=state.params)
+    echo(f"initialised the parameters from {init_from} ({source.config.get('task')} run, step {source.step}); "
+         f"fresh optimizer")
+    return state.replace(params=jax.device_put(source.params, placement.state.params))
+
+
+def check_steps_per_call(train_cfg, task: Optional[Task] = None) -> int:
     """`train.steps_per_call` K (optimizer steps per compiled call): every step at which the
-    loop logs, evaluates, checkpoints or stops must fall at the end of a call."""
+    loop logs, evaluates, checkpoints or stops must fall at the end of a call; a task whose
+    batches come from the current model (host_batch) takes one step per call."""
     per_call = int(train_cfg.get("steps_per_call", 1))
     if per_call < 1:
         raise config_lib.ConfigError(f"train.steps_per_call must be at least 1, got {per_call}")
+    if task is not None and task.host_batch is not None and per_call != 1:
+        raise config_lib.ConfigError(f"train.steps_per_call={per_call}: this task makes each batch from the "
+                                     f"current model (host_batch), so it needs train.steps_per_call=1")
     for field in ("num_steps", "log_every", "eval_every", "checkpoint_every"):
         if train_cfg[field] % per_call:
             raise config_lib.ConfigError(f"train.steps_per_call={per_call} must divide train.{field} "

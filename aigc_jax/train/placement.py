@@ -29,6 +29,12 @@ class Placement:
     abstract_state: Any = None  # shapes, dtypes and shardings of the TrainState
     abstract_train_batch: Any = None  # ... of one call's train batch
     abstract_eval_batch: Any = None  # ... of one evaluation batch (None without evaluation)
+    frozen: Any = None  # shardings of the task's frozen models (None without them)
+    abstract_frozen: Any = None
+
+    def frozen_args(self, frozen) -> tuple:
+        """The extra trailing argument of the steps: (frozen,) for a task with frozen models."""
+        return () if self.frozen is None else (frozen,)
 
     def stack_train_batches(self, batches: list):
         """K consecutive host batches -> one batch with a leading [K] axis (K > 1 only)."""
@@ -46,19 +52,24 @@ class Placement:
         return jax.jit(task.init, out_shardings=self.state)(rng)
 
     def jit_train_step(self, task):
-        """train_step(state, batch, rng) with the state donated and every sharding explicit.
-        With steps_per_call K > 1 one call runs K optimizer steps (a lax.scan over a batch
-        stacked [K, ...]) and returns each step's metrics stacked [K]."""
+        """train_step(state, batch, rng[, frozen]) with the state donated and every sharding
+        explicit. With steps_per_call K > 1 one call runs K optimizer steps (a lax.scan over a
+        batch stacked [K, ...]) and returns each step's metrics stacked [K]."""
         step = task.train_step
         if self.steps_per_call > 1:
-            def step(state, batches, rng):
-                return jax.lax.scan(lambda s, batch: task.train_step(s, batch, rng), state, batches)
+            def step(state, batches, rng, *frozen):
+                return jax.lax.scan(lambda s, batch: task.train_step(s, batch, rng, *frozen), state, batches)
         return jax.jit(step, donate_argnums=(0,),
-                       in_shardings=(self.state, self.train_batch, self.replicated),
+                       in_shardings=(self.state, self.train_batch, self.replicated) + self.frozen_args(self.frozen),
                        out_shardings=(self.state, self.replicated))
 
     def jit_eval_step(self, task):
-        return jax.jit(task.eval_step, in_shardings=(self.state, self.eval_batch), out_shardings=self.replicated)
+        return jax.jit(task.eval_step, in_shardings=(self.state, self.eval_batch) + self.frozen_args(self.frozen),
+                       out_shardings=self.replicated)
+
+    def put_frozen(self, frozen):
+        """The frozen models' parameters placed once on the mesh (None without them)."""
+        return None if self.frozen is None else jax.device_put(frozen, self.frozen)
 
     def compile_ahead(self, task, step_rng) -> "AheadOfTime":
         """Starts compiling the train and eval steps from the shapes alone, on helper threads, so
@@ -67,7 +78,8 @@ class Placement:
 
         def compile_train():
             start = time.perf_counter()
-            lowered = self.jit_train_step(task).lower(self.abstract_state, self.abstract_train_batch, step_rng)
+            lowered = self.jit_train_step(task).lower(self.abstract_state, self.abstract_train_batch, step_rng,
+                                                      *self.frozen_args(self.abstract_frozen))
             compiled = lowered.compile()
             return compiled, time.perf_counter() - start
 
@@ -75,7 +87,7 @@ class Placement:
         evaluation = None
         if self.abstract_eval_batch is not None:
             evaluation = pool.submit(lambda: self.jit_eval_step(task).lower(
-                self.abstract_state, self.abstract_eval_batch).compile())
+                self.abstract_state, self.abstract_eval_batch, *self.frozen_args(self.abstract_frozen)).compile())
         pool.shutdown(wait=False)  # the threads end with their compiles
         return AheadOfTime(train, evaluation)
 
@@ -116,7 +128,13 @@ def place(task, mesh: Mesh, rng, steps_per_call: int = 1) -> Placement:
         eval_sharding = parallel.batch_sharding(eval_batches[0], mesh, 0)
         abstract_eval = abstract(eval_batches[0], eval_sharding)
     train_sharding = parallel.batch_sharding(first, mesh, batch_axis)
-    return Placement(mesh=mesh, state=state, train_batch=train_sharding,
+    frozen = abstract_frozen = None
+    if task.frozen is not None:  # sharded by the task's rules, like its own parameters
+        frozen = jax.tree_util.tree_map(lambda spec: jax.sharding.NamedSharding(mesh, spec),
+                                        parallel.param_specs(task.frozen, mesh, task.sharding_rules),
+                                        is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))
+        abstract_frozen = abstract(task.frozen, frozen)
+    return Placement(frozen=frozen, abstract_frozen=abstract_frozen, mesh=mesh, state=state, train_batch=train_sharding,
                      eval_batch=eval_sharding, replicated=parallel.replicated(mesh),
                      train_batch_axis=batch_axis, steps_per_call=steps_per_call,
                      abstract_state=abstract(state_shapes, state),

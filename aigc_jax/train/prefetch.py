@@ -17,7 +17,8 @@ class Prefetcher:
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._futures: dict[int, concurrent.futures.Future] = {}
 
-    def get(self, step: int) -> Any:
+    def get(self, step: int, state: Any = None) -> Any:
+        """The batch of `step` (`state` is unused: these batches do not depend on the model)."""
         for ahead in range(step, min(step + (self._depth + 1) * self._stride, self._stop), self._stride):
             if ahead not in self._futures:
                 self._futures[ahead] = self._pool.submit(self._make_batch, ahead)

@@ -6,7 +6,7 @@ layer. Decoder: causal (masked) self-attention over the target prefix, encoder-d
 likelihood with teacher forcing: log P(y | x) = sum_t log P(y_t | y_<t, x).
 
 Blocks are pre-norm (x + f(norm(x)), with a final norm), which trains without warm-up
-tricks at these sizes; attention, MLP and norms are the LM's (aigc_jax.layers).
+tricks at these sizes; attention, MLP and norms are the LM's (aigc_jax.nn.layers).
 Token embeddings are scaled by sqrt(C) (section 3.4 of the paper) and initialised with
 std 1/sqrt(C), so embedded tokens have unit scale like the sinusoidal positions.
 share_embeddings=True uses one table for source tokens, target tokens and the output
@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import layers
-from aigc_jax.models.transformer import DTYPES
+from aigc_jax.nn import layers
+from aigc_jax.nn.transformer import DTYPES
 
 Array = jax.Array
 
@@ -248,10 +248,6 @@ class Seq2SeqTransformer(nn.Module):
     def __call__(self, source: Array, inputs: Array, deterministic: bool = True) -> Array:
         encoded = self.encode(source, deterministic)
         return self.decode(inputs, encoded, source != self.pad_id, deterministic=deterministic)
-
-
-def count_params(params) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 def flops_per_example(model: Seq2SeqTransformer, source_length: int, target_length: int) -> float:

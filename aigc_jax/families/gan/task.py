@@ -35,29 +35,20 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from aigc_jax import gan_metrics, losses
-from aigc_jax.data import images as image_data
-from aigc_jax.data import toy2d
+from aigc_jax.families.gan import losses
+from aigc_jax.families.gan.losses import LOSSES
 from aigc_jax.data.text import DataError
-from aigc_jax.image_grid import save_image_grid
-from aigc_jax.models.classifier import ClassifierSettings, load_or_train_classifier
-from aigc_jax.models.gan import attach_labels, build_models, pack
-from aigc_jax.tasks import Task
+from aigc_jax.families.gan.model import attach_labels, build_models, pack
+from aigc_jax.nn.params import count_params
+from aigc_jax.train.task import Task
 from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.eval_batches import padded_batches
 from aigc_jax.train.state import TrainState
+from aigc_jax.train.update import apply_gradients
+from aigc_jax.families.gan.data import ImageSource, ToySource
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.image_size")
-
-# name -> (discriminator loss(real, fake), generator loss(fake)); see aigc_jax/losses.py
-LOSSES = {
-    "minimax": (losses.gan_discriminator_loss, losses.gan_generator_loss_saturating),
-    "nonsaturating": (losses.gan_discriminator_loss, losses.gan_generator_loss_nonsaturating),
-    "hinge": (losses.hinge_discriminator_loss, losses.hinge_generator_loss),
-    "wgan_gp": (losses.wasserstein_critic_loss, losses.wasserstein_generator_loss),
-    "least_squares": (losses.least_squares_discriminator_loss, losses.least_squares_generator_loss),
-}
 
 
 @dataclass(frozen=True)
@@ -110,10 +101,6 @@ class GanGame:
         return x.reshape((x.shape[0] // self.pack, self.pack) + x.shape[1:])
 
 
-def _norm(tree) -> jax.Array:
-    return optax.tree.norm(tree)
-
-
 def discriminator_objective(d_params, game: GanGame, real, real_labels, fake, fake_labels, rng):
     """D's loss (+ gradient penalty, + R1) and its parts."""
     d_loss_fn, _ = LOSSES[game.loss_name]
@@ -148,9 +135,8 @@ def train_step(state: TrainState, batch, rng, *, game: GanGame):
         fake = jax.lax.stop_gradient(fake)  # the D phase does not train G
         grads, parts = jax.grad(discriminator_objective, has_aux=True)(
             d_params, game, real, real_labels if game.num_classes else None, fake, fake_labels, gp_rng)
-        updates, d_opt = game.d_tx.update(grads, d_opt, d_params)
-        parts["d_grad_norm"] = _norm(grads)
-        return (optax.apply_updates(d_params, updates), d_opt, batch_stats), parts
+        d_params, d_opt, norms = apply_gradients(d_params, d_opt, grads, game.d_tx, prefix="d_")
+        return (d_params, d_opt, batch_stats), {**parts, **norms}
 
     (d_params, d_opt, batch_stats), d_parts = jax.lax.scan(
         critic_update, (d_params, state.opt_state["discriminator"], batch_stats),
@@ -164,8 +150,8 @@ def train_step(state: TrainState, batch, rng, *, game: GanGame):
         return g_loss_fn(game.critic(d_params, fake, fake_labels)), new_stats
 
     (g_loss, batch_stats), g_grads = jax.value_and_grad(generator_objective, has_aux=True)(g_params)
-    g_updates, g_opt = game.g_tx.update(g_grads, state.opt_state["generator"], g_params)
-    g_params = optax.apply_updates(g_params, g_updates)
+    g_params, g_opt, g_norms = apply_gradients(g_params, state.opt_state["generator"], g_grads, game.g_tx,
+                                               prefix="g_")
     decay = game.ema_decay
     ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.extra["ema"], g_params)
 
@@ -173,7 +159,7 @@ def train_step(state: TrainState, batch, rng, *, game: GanGame):
     if "batch_stats" in state.extra:
         extra["batch_stats"] = batch_stats
     metrics = {k: jnp.mean(v) for k, v in d_parts.items()}  # averaged over the critic updates
-    metrics.update({"g_loss": g_loss, "g_grad_norm": _norm(g_grads),
+    metrics.update({"g_loss": g_loss, **g_norms,
                     "g_learning_rate": game.g_schedule(state.step),
                     "d_learning_rate": game.d_schedule(state.step * game.n_critic)})
     new_state = state.replace(step=state.step + 1,
@@ -210,21 +196,6 @@ def fixed_latents(seed: int, salt: int, count: int, latent_dim: int, num_classes
     return z, labels
 
 
-def eval_latent_batches(z, labels, batch_size: int) -> list[dict]:
-    """Fixed-shape batches; the last is padded with zero-weight rows (one compile)."""
-    batches = []
-    for start in range(0, len(z), batch_size):
-        chunk_z, chunk_labels = z[start:start + batch_size], labels[start:start + batch_size]
-        weight = np.ones(len(chunk_z), np.float32)
-        pad = batch_size - len(chunk_z)
-        if pad:
-            chunk_z = np.concatenate([chunk_z, np.zeros((pad, z.shape[1]), z.dtype)])
-            chunk_labels = np.concatenate([chunk_labels, np.zeros(pad, labels.dtype)])
-            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        batches.append({"z": chunk_z, "labels": chunk_labels, "weight": weight})
-    return batches
-
-
 def check_config(config) -> None:
     if config.model.kind not in ("mlp", "dcgan"):
         raise ValueError(f"unknown model.kind {config.model.kind!r}; expected 'mlp' (2-D data) or 'dcgan' (images)")
@@ -241,96 +212,6 @@ def check_config(config) -> None:
         raise ValueError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
     if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
         raise ValueError("loss.gp_weight and loss.r1_gamma must be non-negative")
-
-
-class ToySource:
-    """A 2-D mixture (aigc_jax/data/toy2d.py): its fixed training set, and the papers' metrics."""
-
-    def __init__(self, config):
-        self.mixture = toy2d.make_mixture(config.data)
-        self.points, self.labels = toy2d.training_set(self.mixture, config.data.num_train, config.seed)
-        self.means = jnp.asarray(self.mixture.means, jnp.float32)
-        self.example_shape = (2,)
-        self.num_classes = self.mixture.num_modes  # the component a point was drawn from
-        self.has_labels = True
-        self.name = f"the 2-D {self.mixture.name}"
-        self.preview_count = config.eval.num_samples
-        self.description = (f"2-D {self.mixture.name} of {self.mixture.num_modes} Gaussians (std "
-                            f"{self.mixture.std:g}), {len(self.points):,} training points")
-
-    def train_batch(self, seed: int, step: int, count: int):
-        index = np.random.default_rng([seed, step]).integers(0, len(self.points), size=count)
-        return self.points[index], self.labels[index]
-
-    def eval_sums(self, samples, weight, labels):
-        return gan_metrics.mode_sums(samples, self.means, self.mixture.std, weight)
-
-    def summarize_eval(self, sums: dict) -> dict:
-        metrics = gan_metrics.mode_collapse_metrics(sums["mode_counts"], float(sums["count"]))
-        metrics["mean_mode_distance"] = float(sums["distance_sum"]) / max(float(sums["count"]), 1.0)
-        return metrics
-
-    def save_preview(self, samples: np.ndarray, path: str) -> None:
-        """A scatter plot of the samples over the mixture's means."""
-        import matplotlib
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fig, ax = plt.subplots(figsize=(4, 4))
-        ax.scatter(samples[:, 0], samples[:, 1], s=2, alpha=0.4, color="black")
-        ax.scatter(self.mixture.means[:, 0], self.mixture.means[:, 1], s=20, marker="x", color="red")
-        extent = float(np.abs(self.mixture.means).max()) * 1.5
-        ax.set_xlim(-extent, extent)
-        ax.set_ylim(-extent, extent)
-        ax.set_aspect("equal")
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-        plt.close(fig)
-
-
-class ImageSource:
-    """Images (aigc_jax/data/images.py) scaled to [-1, 1]; with labels, a classifier of ours
-    (trained once, cached) gives the Frechet distance and classifier score (gan_metrics.py)."""
-
-    def __init__(self, config):
-        splits = image_data.load_image_splits(config.data)
-        train, test = splits.train_images, splits.test_images
-        if config.data.image_size:
-            train = image_data.resize_nearest(train, config.data.image_size)
-            test = image_data.resize_nearest(test, config.data.image_size)
-        self.images = train * 2.0 - 1.0
-        self.labels = splits.train_labels
-        self.example_shape = tuple(train.shape[1:])
-        self.has_labels = bool(np.all(splits.train_labels >= 0))
-        self.num_classes = int(splits.train_labels.max()) + 1 if self.has_labels else 0
-        self.name = splits.description.split(":")[0]
-        self.preview_count = config.eval.grid_samples
-        self.scores = None
-        self.description = f"{splits.description}, {train.shape[1]}x{train.shape[2]}"
-        if self.has_labels and config.eval.classifier_steps > 0:
-            settings = ClassifierSettings(num_classes=self.num_classes, steps=config.eval.classifier_steps)
-            model, params, accuracy, path = load_or_train_classifier(
-                train, splits.train_labels, test, splits.test_labels, settings, config.eval.classifier_cache)
-            self.scores = gan_metrics.ClassifierScores(model, params, train)
-            floor = self.scores.frechet_distance_of(test)
-            self.description += (f"; scored by our own classifier (test accuracy {accuracy:.3f}, {path}; not "
-                                 f"Inception): Frechet distance of the real test images {floor:.3f}")
-        elif not self.has_labels:
-            self.description += "; no labels, so no classifier-based scores (set data.labels_path)"
-
-    def train_batch(self, seed: int, step: int, count: int):
-        return image_data.image_batch(self.images, self.labels, seed, step, count)
-
-    def eval_sums(self, samples, weight, labels):
-        if self.scores is None:
-            return {"count": jnp.sum(weight)}
-        return self.scores.sums((samples + 1.0) / 2.0, weight, labels)
-
-    def summarize_eval(self, sums: dict) -> dict:
-        return self.scores.metrics(sums) if self.scores is not None else {}
-
-    def save_preview(self, samples: np.ndarray, path: str) -> None:
-        columns = self.num_classes if self.num_classes and samples.shape[0] % self.num_classes == 0 else 0
-        save_image_grid((samples + 1.0) / 2.0, path, columns=columns, scale=max(1, 64 // samples.shape[1]))
 
 
 def build(config, workdir: str) -> Task:
@@ -368,9 +249,7 @@ def assemble(config, source) -> Task:
         extra = {"ema": jax.tree_util.tree_map(jnp.array, g_vars["params"])}
         if "batch_stats" in g_vars:
             extra["batch_stats"] = g_vars["batch_stats"]
-        return TrainState(step=jnp.zeros((), jnp.int32), params=params, extra=extra,
-                          opt_state={"generator": g_tx.init(params["generator"]),
-                                     "discriminator": d_tx.init(d_params)})
+        return TrainState.create(params, {"generator": g_tx, "discriminator": d_tx}, extra=extra)
 
     def train_batch(step: int) -> dict:
         real, labels = source.train_batch(config.seed, step, train_cfg.n_critic * samples_per_step)
@@ -383,7 +262,7 @@ def assemble(config, source) -> Task:
                                   standing_labels=jnp.asarray(standing_labels) if num_classes else None)
     eval_z, eval_labels = fixed_latents(config.seed, 0xE7A1, config.eval.num_samples, model_cfg.latent_dim,
                                         num_classes)
-    eval_set = eval_latent_batches(eval_z, eval_labels, config.eval.batch_size)
+    eval_set = padded_batches({"z": eval_z, "labels": eval_labels}, config.eval.batch_size)
 
     def eval_step(state, batch):
         labels = batch["labels"] if num_classes else None
@@ -400,13 +279,13 @@ def assemble(config, source) -> Task:
         return {}
 
     abstract = jax.eval_shape(init, jax.random.key(0))
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
-    g_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params["generator"]))
+    num_params = count_params(abstract.params)
+    g_params = count_params(abstract.params["generator"])
     variant = f"{config.loss.name} loss" + (f", PacGAN{m}" if m > 1 else "") + (
         f", {train_cfg.n_critic} critic steps" if train_cfg.n_critic > 1 else "") + (
         f", EMA {train_cfg.ema_decay}" if train_cfg.ema_decay else "") + (
         f", conditional on {num_classes} classes" if num_classes else "")
-    return Task(
+    return Task(model_fields=MODEL_FIELDS, 
         init=init,
         train_step=functools.partial(train_step, game=game),
         eval_step=eval_step,
@@ -419,7 +298,7 @@ def assemble(config, source) -> Task:
         description=(f"{source.description}; {model_cfg.kind} GAN ({g_params:,} generator and "
                      f"{num_params - g_params:,} discriminator parameters), {variant}; "
                      f"{config.eval.num_samples} evaluation samples"),
-        headline_metrics=("d_loss", "g_loss"),
+        headline_metrics=("d_loss", "g_loss"), eval_metric=source.eval_metric,
         train_batch_axis=1,  # [n_critic, batch_size * pack, ...]
         on_eval=on_eval,
     )

@@ -21,13 +21,14 @@ Training batches are a pure function of (seed, step).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import string
+
 import numpy as np
 
 from aigc_jax.data.text import DataError
 from aigc_jax.data.tokenizers import CharTokenizer, UnknownCharactersError
+from aigc_jax.files import read_json, write_json
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -73,27 +74,21 @@ class Seq2SeqVocab:
 
 
 def save_vocab(vocab: Seq2SeqVocab, workdir: str) -> None:
-    path = os.path.join(workdir, VOCAB_FILE)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(vocab.to_json(), f, ensure_ascii=False)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(workdir, VOCAB_FILE), vocab.to_json(), ensure_ascii=False)
+
+
+def _vocab_from(spec: dict) -> Seq2SeqVocab:
+    if spec.get("kind") != Seq2SeqVocab.kind:
+        raise ValueError(f"kind {spec.get('kind')!r} is not {Seq2SeqVocab.kind!r}")
+    return Seq2SeqVocab(spec["chars"], spec["max_source_length"], spec["max_target_length"])
 
 
 def load_vocab(workdir: str) -> Seq2SeqVocab:
     path = os.path.join(workdir, VOCAB_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no vocabulary in {workdir!r} (expected {VOCAB_FILE}): is it a seq2seq workdir?")
-    try:
-        with open(path, encoding="utf-8") as f:
-            spec = json.load(f)
-        if spec.get("kind") != Seq2SeqVocab.kind:
-            raise ValueError(f"kind {spec.get('kind')!r} is not {Seq2SeqVocab.kind!r}")
-        return Seq2SeqVocab(spec["chars"], spec["max_source_length"], spec["max_target_length"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"corrupt vocabulary file {path!r}: {e}") from None
+    return read_json(path, "vocabulary file", _vocab_from)
 
-
-# ------------------------------------------------------------------ batches from text pairs
 
 def encode_pairs(vocab: Seq2SeqVocab, sources: list, targets: list) -> dict:
     """Lists of source / target strings -> {'source' [N, S], 'inputs' [N, T], 'targets' [N, T]}."""

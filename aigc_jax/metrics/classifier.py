@@ -1,7 +1,7 @@
 """A small image classifier that the project trains itself, for evaluating image GANs.
 
 Its penultimate activations are the feature space of our Frechet distance and its class
-probabilities give the classifier-based sample-quality score (aigc_jax/gan_metrics.py).
+probabilities give the classifier-based sample-quality score (aigc_jax/metrics/classifier_score.py).
 This is NOT the Inception network: numbers computed with it are comparable only with other
 numbers computed with the same classifier on the same data set, never with published FIDs.
 

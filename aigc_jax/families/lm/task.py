@@ -13,24 +13,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import losses
+from aigc_jax.nn import losses
 from aigc_jax.data import markov
 from aigc_jax.data import text as text_data
 from aigc_jax.data import tokenizers
-from aigc_jax.models.transformer import SHARDING_RULES, TransformerLM, count_params, flops_per_token
-from aigc_jax.tasks import Task
+from aigc_jax.nn.transformer import SHARDING_RULES, TransformerLM, flops_per_token
+from aigc_jax.nn.params import count_params
+from aigc_jax.train.task import Task
 from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.eval_batches import padded_batches
 from aigc_jax.train.state import TrainState
+from aigc_jax.train.update import apply_update
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
 MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.markov_alphabet")
 
 
 def load_tokenizer_and_data(config, workdir: str):
-    """The run's tokenizer (reloaded from the workdir when resuming) and its token splits."""
+    """The run's tokenizer and its token splits. The tokenizer is reloaded from the workdir when
+    resuming; a fine-tuning run (train.init_from) starts with its source run's, whose token ids
+    the parameters were trained on."""
     splits = text_data.load_text_splits(config.data)
+    init_from = config.train.get("init_from", "")
     if workdir and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)):
         tokenizer = tokenizers.load_tokenizer(workdir)
+    elif init_from and os.path.exists(os.path.join(init_from, tokenizers.TOKENIZER_FILE)):
+        tokenizer = tokenizers.load_tokenizer(init_from)
+        if workdir:
+            tokenizers.save_tokenizer(tokenizer, workdir)
     else:
         tokenizer = tokenizers.build_tokenizer(config.data.tokenizer, splits.train + splits.validation)
         if workdir:
@@ -83,17 +93,9 @@ def train_step(state: TrainState, batch, rng, *, model, tx, schedule, z_loss_coe
     zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
     (grads, ce, z), _ = jax.lax.scan(micro_step, (zeros, 0.0, 0.0), (jnp.arange(num_micro), batch))
     grads = jax.tree_util.tree_map(lambda g: g / num_micro, grads)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
-    metrics = {
-        "loss": ce / num_micro,
-        "z_loss": z / num_micro,
-        "learning_rate": schedule(state.step),
-        "grad_norm": jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(grads))),
-        "update_norm": jnp.sqrt(sum(jnp.sum(jnp.square(u)) for u in jax.tree_util.tree_leaves(updates))),
-        "param_norm": jnp.sqrt(sum(jnp.sum(jnp.square(p)) for p in jax.tree_util.tree_leaves(params))),
-    }
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new_state, norms = apply_update(state, grads, tx)
+    metrics = {"loss": ce / num_micro, "z_loss": z / num_micro, "learning_rate": schedule(state.step), **norms}
+    return new_state.replace(step=state.step + 1), metrics
 
 
 def eval_step(state: TrainState, batch, *, model):
@@ -107,20 +109,6 @@ def eval_step(state: TrainState, batch, *, model):
 def summarize_eval(sums: dict) -> dict:
     loss = float(sums["nats"]) / max(float(sums["tokens"]), 1.0)
     return {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
-
-
-def padded_batches(windows: np.ndarray, batch_size: int) -> list[dict]:
-    """Fixed-shape evaluation batches; the last is padded with zero-weight rows (one compile)."""
-    batches = []
-    for start in range(0, len(windows), batch_size):
-        chunk = windows[start:start + batch_size]
-        weight = np.ones(len(chunk), np.float32)
-        pad = batch_size - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, chunk.shape[1]), chunk.dtype)])
-            weight = np.concatenate([weight, np.zeros(pad, np.float32)])
-        batches.append({"tokens": chunk, "weight": weight})
-    return batches
 
 
 def build_model(config, vocab_size: int) -> TransformerLM:
@@ -152,12 +140,12 @@ def build(config, workdir: str) -> Task:
     def train_batch(step: int) -> np.ndarray:
         return windows_at(step=step).reshape(train_cfg.grad_accum_steps, -1, context + 1)
 
-    eval_set = padded_batches(eval_windows, config.eval.batch_size)
+    eval_set = padded_batches({"tokens": eval_windows}, config.eval.batch_size)
 
     abstract = jax.eval_shape(init, jax.random.key(0))
     num_params = count_params(abstract.params)
     tokens_per_step = train_cfg.batch_size * context
-    return Task(
+    return Task(model_fields=MODEL_FIELDS, 
         init=init,
         train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule,
                                      z_loss_coef=config.loss.z_loss),

@@ -1,7 +1,7 @@
 """The encoder-decoder Transformer as a family on the one training loop.
 
 Train batches: {'source' [B, S], 'inputs' [B, T], 'targets' [B, T]} (see
-aigc_jax.data.seq2seq_tasks); the loss is the teacher-forced cross-entropy over target
+aigc_jax.families.seq2seq.data); the loss is the teacher-forced cross-entropy over target
 tokens (EOS included, PAD excluded). Evaluation on the held-out test split reports
   loss            nats per target token
   token_accuracy  argmax of each teacher-forced prediction equals the target token
@@ -20,16 +20,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import losses
-from aigc_jax import seq2seq_decoding as decoding
-from aigc_jax.config import load_saved_config
-from aigc_jax.data import seq2seq_tasks as data_lib
-from aigc_jax.models.seq2seq import Seq2SeqTransformer, count_params, flops_per_example
-from aigc_jax.models.transformer import SHARDING_RULES as LM_SHARDING_RULES
-from aigc_jax.tasks import Task
-from aigc_jax.train.checkpoints import Checkpointer
+from aigc_jax.nn import losses
+from aigc_jax.families.seq2seq import decoding
+from aigc_jax.config import ConfigError, load_saved_config
+from aigc_jax.families.seq2seq import data as data_lib
+from aigc_jax.families.seq2seq.model import Seq2SeqTransformer, flops_per_example
+from aigc_jax.nn.params import count_params
+from aigc_jax.nn.transformer import SHARDING_RULES as LM_SHARDING_RULES
+from aigc_jax.train.task import Task
+from aigc_jax.train.restore import restore_params
 from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.eval_batches import padded_batches
 from aigc_jax.train.state import TrainState
+from aigc_jax.train.update import apply_update
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
 MODEL_FIELDS = ("task", "model", "data.task", "data.alphabet", "data.max_length", "data.max_digits")
@@ -66,13 +69,10 @@ def train_step(state: TrainState, batch, rng, *, model, tx, schedule):
     step_rng = jax.random.fold_in(rng, state.step)
     grad_fn = jax.value_and_grad(functools.partial(seq2seq_loss, model=model, train=True), has_aux=True)
     (loss, (correct, count)), grads = grad_fn(state.params, batch, step_rng)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
-    norm = lambda tree: jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
+    new_state, norms = apply_update(state, grads, tx)
     metrics = {"loss": loss, "token_accuracy": correct / jnp.maximum(count, 1.0),
-               "learning_rate": schedule(state.step), "grad_norm": norm(grads), "update_norm": norm(updates),
-               "param_norm": norm(params)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+               "learning_rate": schedule(state.step), **norms}
+    return new_state.replace(step=state.step + 1), metrics
 
 
 def eval_step(state: TrainState, batch, *, model):
@@ -98,22 +98,6 @@ def summarize_eval(sums: dict) -> dict:
     if float(sums["unseen"]) > 0:
         out["exact_match_unseen_lengths"] = float(sums["exact_unseen"]) / float(sums["unseen"])
     return out
-
-
-def eval_set(examples: dict, unseen: np.ndarray, batch_size: int) -> list:
-    """Fixed-shape evaluation batches; the last is padded with zero-weight rows (one compile)."""
-    n = len(examples["source"])
-    batches = []
-    for start in range(0, n, batch_size):
-        chunk = {k: v[start:start + batch_size] for k, v in examples.items()}
-        chunk["unseen"] = unseen[start:start + batch_size]
-        chunk["weight"] = np.ones(len(chunk["source"]), np.float32)
-        pad = batch_size - len(chunk["source"])
-        if pad:
-            chunk = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in chunk.items()}
-            chunk["weight"][-pad:] = 0.0
-        batches.append(chunk)
-    return batches
 
 
 def load_data(config, workdir: str):
@@ -149,11 +133,11 @@ def build(config, workdir: str) -> Task:
     vocab, train_batch, test, unseen, description = load_data(config, workdir)
     model = build_model(config, vocab)
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
-    batches = eval_set(test, unseen, config.eval.batch_size)
+    batches = padded_batches({**test, "unseen": unseen}, config.eval.batch_size)
     num_params = count_params(jax.eval_shape(functools.partial(init_state, config, model),
                                              jax.random.key(0)).params)
     batch_size = config.train.batch_size
-    return Task(
+    return Task(model_fields=MODEL_FIELDS, 
         init=functools.partial(init_state, config, model),
         train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule),
         eval_step=functools.partial(eval_step, model=model),
@@ -189,24 +173,12 @@ def load_trained(workdir: str) -> TrainedSeq2Seq:
     """
     config = load_saved_config(workdir)
     if config.get("task") != "seq2seq":
-        raise ValueError(f"workdir {workdir!r} holds a {config.get('task')!r} run, not a seq2seq model")
+        raise ConfigError(f"workdir {workdir!r} holds a {config.get('task')!r} run, not a seq2seq model")
     vocab = data_lib.load_vocab(workdir)
     model = build_model(config, vocab)
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory) or not any(name.isdigit() for name in os.listdir(directory)):
-        raise FileNotFoundError(f"no checkpoint in {directory!r}: train this workdir first")
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    template = jax.tree_util.tree_map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-        jax.eval_shape(functools.partial(init_state, config, model), jax.random.key(0)))
-    checkpointer = Checkpointer(directory)
-    try:
-        state, step = checkpointer.restore_latest(template)
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {directory!r} could be restored")
-    return TrainedSeq2Seq(config=config, vocab=vocab, model=model, params=state.params, step=int(step))
+    shapes = jax.eval_shape(functools.partial(init_state, config, model), jax.random.key(0))
+    run = restore_params(workdir, task="seq2seq", expect_params=shapes.params)
+    return TrainedSeq2Seq(config=config, vocab=vocab, model=model, params=run.params, step=run.step)
 
 
 def translate(trained: TrainedSeq2Seq, text: str, *, beam_width: int = 1, length_penalty: float = 0.0,

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aigc_jax import layers
+from aigc_jax.nn import layers
 
 Array = jax.Array
 
@@ -155,10 +155,6 @@ class TransformerLM(nn.Module):
                               param_dtype=jnp.float32, name="lm_head")(x)
         logits = logits.astype(jnp.float32)
         return logits if cache is None else (logits, new_cache)
-
-
-def count_params(params) -> int:
-    return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 def flops_per_token(model: TransformerLM, num_params: int, seq_len: int) -> float:

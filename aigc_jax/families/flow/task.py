@@ -1,4 +1,4 @@
-"""RealNVP (aigc_jax/models/realnvp.py) as a family on the one training loop: maximum likelihood
+"""RealNVP (model.py beside this file) as a family on the one training loop: maximum likelihood
 by the change of variables, log p(x) = log N(f(x); 0, I) + log |det df/dx|.
 
 2-D densities (aigc_jax/data/density2d.py: moons, circles, spirals, checkerboard): training
@@ -32,11 +32,16 @@ from aigc_jax.data import density2d
 from aigc_jax.data import images as image_data
 from aigc_jax.data.text import DataError
 from aigc_jax.image_grid import save_image_grid
-from aigc_jax.models.realnvp import RealNVP2D, RealNVPImage, check_image_shape
-from aigc_jax.tasks import Task
-from aigc_jax.train.checkpoints import Checkpointer
+from aigc_jax.families.flow.model import RealNVP2D, RealNVPImage, check_image_shape
+from aigc_jax.nn.params import count_params
+from aigc_jax.train.task import Task
+from aigc_jax.train.restore import restore_params
 from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.eval_batches import padded_batches
 from aigc_jax.train.state import TrainState
+from aigc_jax.train.update import apply_update
+from aigc_jax.families.flow.losses import dequantize, image_negative_log_likelihood, infer_num_levels, log_density
+from aigc_jax.families.flow.plots import density_grid, save_density_figure
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.num_levels")
 _EVAL_SALT = 0xE7A1
@@ -47,55 +52,24 @@ _SAMPLE_SALT = 0x5A4
 # The math: pure functions.
 # ----------------------------------------------------------------------------------------
 
-def log_density(model: RealNVP2D, params, x: jax.Array) -> jax.Array:
-    """Exact log p(x) [N] of a 2-D flow at points x [N, 2], in nats."""
-    return model.apply({"params": params}, x, method=RealNVP2D.log_prob)
-
-
-def dequantize(levels: jax.Array, noise: jax.Array, num_levels: int) -> jax.Array:
-    """y = (k + u) / L: integer levels k [B, ...] in {0..L-1}, noise u in [0, 1) -> y in [0, 1)."""
-    return (levels + noise) / num_levels
-
-
-def image_negative_log_likelihood(model: RealNVPImage, params, y: jax.Array, num_levels: int) -> jax.Array:
-    """-log p(y) + D log L [B] nats: the dequantisation bound on -log P(k) of the discrete image
-    whose dequantised version is y [B, H, W, C]."""
-    dims = math.prod(y.shape[1:])
-    return -model.apply({"params": params}, y, method=RealNVPImage.log_prob) + dims * math.log(num_levels)
-
-
-def infer_num_levels(images: np.ndarray) -> int:
-    """17 when every value is k/16 (the 8x8 digits), 256 when every value is k/255 (8-bit images)."""
-    for levels in (17, 256):
-        scaled = images * (levels - 1)
-        if np.all(np.abs(scaled - np.round(scaled)) < 1e-3):
-            return levels
-    raise DataError("cannot infer the number of grey levels of these images (values are neither k/16 nor k/255); "
-                    "set data.num_levels")
-
 
 # ----------------------------------------------------------------------------------------
 # The steps.
 # ----------------------------------------------------------------------------------------
 
-def _norm(tree) -> jax.Array:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree_util.tree_leaves(tree)))
-
-
-def _apply_update(state, loss_fn, tx, schedule):
+def _descend(state, loss_fn, tx, schedule):
+    """One optimizer step on loss_fn(params) -> (loss, aux metrics)."""
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree_util.tree_map(lambda p, u: p + u, state.params, updates)
-    metrics = {"loss": loss, **aux, "learning_rate": schedule(state.step), "grad_norm": _norm(grads),
-               "update_norm": _norm(updates), "param_norm": _norm(params)}
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    new_state, norms = apply_update(state, grads, tx)
+    metrics = {"loss": loss, **aux, "learning_rate": schedule(state.step), **norms}
+    return new_state.replace(step=state.step + 1), metrics
 
 
 def train_step_2d(state: TrainState, batch, rng, *, model: RealNVP2D, tx, schedule):
     """One step on the mean negative log-likelihood (nats per point) of points [B, 2]."""
     del rng
     loss_fn = lambda params: (-jnp.mean(log_density(model, params, batch)), {})  # noqa: E731
-    return _apply_update(state, loss_fn, tx, schedule)
+    return _descend(state, loss_fn, tx, schedule)
 
 
 def eval_step_2d(state: TrainState, batch, *, model: RealNVP2D):
@@ -117,7 +91,7 @@ def train_step_image(state: TrainState, batch, rng, *, model: RealNVPImage, tx, 
                                                       num_levels))
         return nats / (dims * math.log(2.0)), {"nats": nats}
 
-    return _apply_update(state, loss_fn, tx, schedule)
+    return _descend(state, loss_fn, tx, schedule)
 
 
 def eval_step_image(state: TrainState, batch, *, model: RealNVPImage, num_levels: int, eval_key: jax.Array):
@@ -135,51 +109,9 @@ def summarize_eval_image(sums: dict, dims: int) -> dict:
     return {"loss": nats / (dims * math.log(2.0)), "bits_per_dim": nats / (dims * math.log(2.0)), "nats": nats}
 
 
-def padded_batches(arrays: np.ndarray, batch_size: int, key: str) -> list[dict]:
-    """Fixed-shape batches {key, 'weight', 'index'}; the last padded with zero-weight rows."""
-    batches = []
-    for start in range(0, len(arrays), batch_size):
-        chunk = arrays[start:start + batch_size]
-        count, pad = len(chunk), batch_size - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
-        batches.append({key: chunk,
-                        "weight": np.concatenate([np.ones(count, np.float32), np.zeros(pad, np.float32)]),
-                        "index": np.arange(start, start + batch_size, dtype=np.int32)})
-    return batches
-
-
 # ----------------------------------------------------------------------------------------
 # Figures.
 # ----------------------------------------------------------------------------------------
-
-def density_grid(extent: float, resolution: int) -> tuple[np.ndarray, float]:
-    """Cell centres [resolution^2, 2] of a square grid on [-extent, extent]^2, and the cell area."""
-    width = 2.0 * extent / resolution
-    centres = -extent + width * (np.arange(resolution) + 0.5)
-    xs, ys = np.meshgrid(centres, centres)
-    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32), width * width
-
-
-def save_density_figure(density: np.ndarray, samples: np.ndarray, data: np.ndarray, extent: float,
-                        path: str, title: str) -> None:
-    """A heat map of p(x) [R, R] (rows = y) beside samples of the flow over the data."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
-    left.imshow(density, origin="lower", extent=(-extent, extent, -extent, extent), cmap="viridis")
-    left.set_title(f"p(x), {title}")
-    right.scatter(data[:, 0], data[:, 1], s=1, alpha=0.3, color="grey", label="data")
-    right.scatter(samples[:, 0], samples[:, 1], s=1, alpha=0.5, color="crimson", label="flow samples")
-    right.set_xlim(-extent, extent)
-    right.set_ylim(-extent, extent)
-    right.legend(loc="upper right", markerscale=6, fontsize=8)
-    for ax in (left, right):
-        ax.set_aspect("equal")
-    fig.savefig(path, dpi=90, bbox_inches="tight")
-    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------
@@ -242,8 +174,8 @@ def build(config, workdir: str) -> Task:
     check_config(config)
     parts = _build_2d(config) if is_2d(config) else _build_image(config)
     abstract = jax.eval_shape(parts.init, jax.random.key(0))
-    num_params = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(abstract.params))
-    return Task(init=parts.init, train_step=parts.train_step, eval_step=parts.eval_step,
+    num_params = count_params(abstract.params)
+    return Task(model_fields=MODEL_FIELDS, init=parts.init, train_step=parts.train_step, eval_step=parts.eval_step,
                 train_batch=parts.train_batch, eval_batches=lambda: parts.eval_set,
                 summarize_eval=parts.summarize_eval, num_params=num_params,
                 items_per_step=config.train.batch_size, item_name="examples",
@@ -255,17 +187,11 @@ def load_trained(workdir: str) -> tuple:
     `log_density` (2-D) or `image_negative_log_likelihood` on a trained flow."""
     config = config_lib.load_saved_config(workdir)
     if config.task != "flow":
-        raise ValueError(f"workdir {workdir!r} holds a {config.task!r} run, not a flow")
+        raise config_lib.ConfigError(f"workdir {workdir!r} holds a {config.task!r} run, not a flow")
     check_config(config)
     parts = _build_2d(config) if is_2d(config) else _build_image(config)
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        state, _ = checkpointer.restore_latest(jax.jit(parts.init)(jax.random.key(0)))
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise DataError(f"workdir {workdir!r} has no checkpoint yet")
-    return parts.model, state.params, config
+    run = restore_params(workdir, expect_params=jax.eval_shape(parts.init, jax.random.key(0)).params)
+    return parts.model, run.params, config
 
 
 def _build_2d(config) -> _Parts:
@@ -298,7 +224,7 @@ def _build_2d(config) -> _Parts:
         eval_step=functools.partial(eval_step_2d, model=model),
         train_batch=lambda step: density2d.train_batch(data_cfg.dataset, config.seed, step,
                                                        config.train.batch_size, data_cfg.noise),
-        eval_set=padded_batches(test, config.eval.batch_size, "points"),
+        eval_set=padded_batches({"points": test}, config.eval.batch_size, with_index=True),
         summarize_eval=summarize_eval_2d, on_eval=on_eval,
         description=(f"2-D {data_cfg.dataset} (noise {data_cfg.noise:g}), fresh batches, {len(test)} test points; "
                      f"RealNVP with {model.num_couplings} affine couplings"))
@@ -340,7 +266,7 @@ def _build_image(config) -> _Parts:
         eval_step=functools.partial(eval_step_image, model=model, num_levels=num_levels,
                                     eval_key=jax.random.fold_in(jax.random.key(config.seed), _EVAL_SALT)),
         train_batch=train_batch,
-        eval_set=padded_batches(test_levels, config.eval.batch_size, "levels"),
+        eval_set=padded_batches({"levels": test_levels}, config.eval.batch_size, with_index=True),
         summarize_eval=functools.partial(summarize_eval_image, dims=dims), on_eval=on_eval,
         description=(f"{splits.description}, {image_shape[0]}x{image_shape[1]}x{image_shape[2]}, {num_levels} "
                      f"grey levels, uniformly dequantised; {len(test_levels)} test images; multi-scale RealNVP, "

@@ -8,7 +8,7 @@ Decoders (`likelihood`):
              std = min_std + softplus(raw) (the floor keeps the density bounded on pixels that
              never vary, such as the always-black border of digits), as in Kingma & Welling's
              appendix C.2 but with a floor.
-The ELBO, the KL term and the IWAE bound are pure functions in aigc_jax/tasks/vae.py.
+The ELBO, the KL term and the IWAE bound are pure functions in losses.py beside this file.
 """
 from __future__ import annotations
 

@@ -1,42 +1,14 @@
-"""Pure loss functions. Means are over tokens with nonzero weight."""
-from __future__ import annotations
+"""The GAN family's losses and penalties.
 
-from typing import Optional
+Inputs are the discriminator's raw outputs (logits / critic values), one per example:
+real [B], fake [B]. D(x) = sigmoid(logit) where a probability is meant. Every function
+returns the quantity its player MINIMISES. LOSSES pairs them by name (config loss.name).
+"""
+from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 
-
-def _weighted_mean(values: jax.Array, weights: Optional[jax.Array]) -> jax.Array:
-    if weights is None:
-        return jnp.mean(values)
-    weights = weights.astype(values.dtype)
-    return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1.0)
-
-
-def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    """-log softmax(logits)[target] per position, in nats. logits [..., V], targets [...]."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-
-
-def cross_entropy(logits: jax.Array, targets: jax.Array, weights: Optional[jax.Array] = None) -> jax.Array:
-    """Mean next-token cross-entropy in nats."""
-    return _weighted_mean(token_cross_entropy(logits, targets), weights)
-
-
-def z_loss(logits: jax.Array, weights: Optional[jax.Array] = None) -> jax.Array:
-    """PaLM's auxiliary loss term before its coefficient: mean of (log Z)^2, Z = sum_v exp(logit_v).
-    It pulls log Z toward 0, keeping the softmax normaliser stable (Chowdhery et al. 2022)."""
-    log_z = jax.nn.logsumexp(logits.astype(jnp.float32), axis=-1)
-    return _weighted_mean(jnp.square(log_z), weights)
-
-
-# ---------------------------------------------------------------------------------------
-# GAN losses. Inputs are the discriminator's raw outputs (logits / critic values), one per
-# example: real [B], fake [B]. D(x) = sigmoid(logit) where a probability is meant.
-# Every function returns the quantity its player MINIMISES.
-# ---------------------------------------------------------------------------------------
 
 def gan_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
     """The minimax game's discriminator side (Goodfellow et al. 2014), as a loss:
@@ -111,3 +83,13 @@ def gradient_penalty(critic_fn, real: jax.Array, fake: jax.Array, rng: jax.Array
 def r1_penalty(critic_fn, real: jax.Array, gamma: float) -> jax.Array:
     """R1 (Mescheder et al. 2018): gamma / 2 * E_data[||grad_x D(x)||^2], on real data only."""
     return 0.5 * gamma * jnp.mean(_squared_norms(_per_example_input_grads(critic_fn, real)))
+
+
+# name -> (discriminator loss(real, fake), generator loss(fake))
+LOSSES = {
+    "minimax": (gan_discriminator_loss, gan_generator_loss_saturating),
+    "nonsaturating": (gan_discriminator_loss, gan_generator_loss_nonsaturating),
+    "hinge": (hinge_discriminator_loss, hinge_generator_loss),
+    "wgan_gp": (wasserstein_critic_loss, wasserstein_generator_loss),
+    "least_squares": (least_squares_discriminator_loss, least_squares_generator_loss),
+}

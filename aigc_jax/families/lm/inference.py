@@ -6,20 +6,17 @@ tokenizer.json, the newest checkpoint); no corpus is loaded.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aigc_jax import sampling
-from aigc_jax.config import load_saved_config
+from aigc_jax.decoding import sampling
+from aigc_jax.config import ConfigError, load_saved_config
 from aigc_jax.data.tokenizers import UnknownCharactersError, load_tokenizer
-from aigc_jax.models.transformer import TransformerLM
-from aigc_jax.train.checkpoints import Checkpointer
-from aigc_jax.train.optimizers import make_optimizer
-from aigc_jax.train.state import TrainState
+from aigc_jax.nn.transformer import TransformerLM
+from aigc_jax.train.restore import restore_params
 
 START_TEXT = "\n"  # an empty prompt starts from this character (the start of a new line)
 
@@ -33,41 +30,20 @@ class LanguageModel:
     step: int  # optimizer steps of the restored checkpoint
 
 
-def _abstract_train_state(config, model: TransformerLM):
-    """The TrainState the LM task saves (as aigc_jax.tasks.lm's init builds it), as shapes only."""
-    tx, _ = make_optimizer(config.optimizer, config.train.num_steps)
-
-    def init(rng):
-        params = model.init(rng, jnp.zeros((1, model.context_length), jnp.int32))["params"]
-        return TrainState.create(params, tx)
-
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
-                                  jax.eval_shape(init, jax.random.key(0)))
-
-
 def load_language_model(workdir: str) -> LanguageModel:
     """Config, tokenizer and the newest checkpoint's parameters of an LM training run.
 
-    Raises ConfigError (no workdir / config), FileNotFoundError (no tokenizer or no
-    checkpoint) or CheckpointError (a checkpoint that does not fit the saved config).
+    Raises ConfigError (no workdir / config, not an LM run), FileNotFoundError (no tokenizer or
+    no checkpoint) or CheckpointError (no checkpoint that reads and fits the saved config).
     """
     config = load_saved_config(workdir)
     if config.get("task", "lm") != "lm":
-        raise ValueError(f"workdir {workdir!r} holds a {config.task!r} run, not a language model")
+        raise ConfigError(f"workdir {workdir!r} holds a {config.task!r} run, not a language model")
     tokenizer = load_tokenizer(workdir)
     model = TransformerLM.from_config(config.model, tokenizer.vocab_size)
-    directory = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(directory) or not any(name.isdigit() for name in os.listdir(directory)):
-        raise FileNotFoundError(f"no checkpoint in {directory!r}: train this workdir first")
-    checkpointer = Checkpointer(directory)
-    try:
-        state, step = checkpointer.restore_latest(_abstract_train_state(config, model))
-    finally:
-        checkpointer.close()
-    if state is None:
-        raise FileNotFoundError(f"no checkpoint in {directory!r} could be restored")
-    return LanguageModel(config=config, tokenizer=tokenizer, model=model, params=state.params, step=int(step))
+    shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, model.context_length), jnp.int32))
+    run = restore_params(workdir, expect_params=shapes["params"])
+    return LanguageModel(config=config, tokenizer=tokenizer, model=model, params=run.params, step=run.step)
 
 
 def start_token(tokenizer) -> int:

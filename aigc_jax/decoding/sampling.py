@@ -1,8 +1,9 @@
-"""Autoregressive decoding of the Transformer LM: KV-cache generation, samplers, scoring.
+"""Decoding a decoder-only Transformer (any module with TransformerLM's interface: context_length,
+vocab_size, init_cache, and apply with positions, mask and cache): KV-cache generation and scoring.
 
 The model factorises P(x) = prod_t P(x_t | x_<t). Generation draws x_{t+1} from the
-(filtered) conditional, appends it, and repeats; the whole loop is one jit-compiled
-`lax.while_loop`. With a key/value cache (Pope et al. 2022, "Efficiently scaling
+(filtered) conditional, appends it, and repeats, in the shared loop of
+aigc_jax.decoding.autoregressive (token choice: aigc_jax.decoding.samplers). With a key/value cache (Pope et al. 2022, "Efficiently scaling
 Transformer inference") each new token costs one single-token forward pass that attends
 over the cached keys and values of its prefix, instead of a forward pass over the prefix.
 
@@ -22,9 +23,6 @@ The recomputation is exact: every logit equals a fresh forward pass over that ro
 window (tests check this against `method="naive"`, which recomputes every step).
 window_shift = 1 is nanoGPT's "crop to the last C tokens" (a full recomputation for
 every token past the context); larger shifts recompute once per `shift` tokens.
-
-Sampler order (as in common practice): logits / temperature, then top-k, then top-p on the
-renormalised result. temperature 0 is greedy (argmax).
 """
 from __future__ import annotations
 
@@ -36,44 +34,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax.decoding import autoregressive
+from aigc_jax.decoding.autoregressive import PAD_ID
+from aigc_jax.decoding.samplers import SamplingSettings
+
 Array = jax.Array
-PAD_ID = 0  # written after a row has stopped; not a valid output (see Generation.lengths)
-
-
-@dataclasses.dataclass(frozen=True)
-class SamplingSettings:
-    """How to pick each new token (hashable: a static argument of the compiled loop).
-
-    max_new_tokens: tokens to generate per row (fewer when a stop token appears).
-    temperature: divides the logits; 0 = greedy.  top_k: keep the k most likely (0 or
-        k >= vocabulary = off; tokens tied with the k-th are kept too).
-    top_p: keep the smallest set of most likely tokens whose probability reaches p
-        (nucleus sampling, Holtzman et al. 2020); 1 = off.
-    stop_tokens: ids that end a row (the stop token is kept in the output).
-    window_shift: tokens dropped when a window outgrows the context (0 = a quarter of it).
-    """
-    max_new_tokens: int
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    stop_tokens: tuple = ()
-    window_shift: int = 0
-
-    def validate(self, vocab_size: int) -> None:
-        """Raises ValueError (one line naming the setting) for unusable values."""
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
-        if not self.temperature >= 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        if self.window_shift < 0:
-            raise ValueError(f"window_shift must be >= 0 (0 = a quarter of the context), got {self.window_shift}")
-        bad = [t for t in self.stop_tokens if not 0 <= int(t) < vocab_size]
-        if bad:
-            raise ValueError(f"stop tokens {bad} are outside the vocabulary [0, {vocab_size})")
 
 
 @dataclasses.dataclass
@@ -86,47 +51,6 @@ class Generation:
     lengths: np.ndarray
     logprobs: np.ndarray
     logits: Optional[np.ndarray] = None
-
-
-# ------------------------------------------------------------------ samplers (pure)
-
-def top_k_mask(logits: Array, k: int) -> Array:
-    """[..., V] -> bool [..., V]: True for the k largest logits (ties with the k-th kept;
-    k <= 0 or k >= V keeps all)."""
-    if k <= 0 or k >= logits.shape[-1]:
-        return jnp.ones(logits.shape, bool)
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]
-    return logits >= kth
-
-
-def nucleus_mask(logits: Array, top_p: float) -> Array:
-    """[..., V] -> bool [..., V]: the nucleus, the smallest set of most likely tokens whose
-    probability sum reaches top_p. A token is in it when the mass of the tokens more likely
-    than it is below top_p (so the most likely token always is)."""
-    if top_p >= 1.0:
-        return jnp.ones(logits.shape, bool)
-    probs = jax.nn.softmax(logits, axis=-1)
-    sorted_probs = -jnp.sort(-probs, axis=-1)  # descending
-    mass_before = jnp.cumsum(sorted_probs, axis=-1) - sorted_probs
-    kept = mass_before < top_p
-    smallest_kept = jnp.min(jnp.where(kept, sorted_probs, jnp.inf), axis=-1, keepdims=True)
-    return probs >= smallest_kept
-
-
-def filter_logits(logits: Array, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Array:
-    """[..., V] float logits -> temperature-scaled logits with -inf outside top-k and nucleus.
-    temperature must be > 0 here (greedy decoding does not sample)."""
-    scaled = logits.astype(jnp.float32) / temperature
-    scaled = jnp.where(top_k_mask(scaled, top_k), scaled, -jnp.inf)
-    return jnp.where(nucleus_mask(scaled, top_p), scaled, -jnp.inf)
-
-
-def choose_tokens(keys: Array, logits: Array, settings: SamplingSettings) -> Array:
-    """keys [B] (one PRNG key per row), logits [B, V] -> token ids [B] int32."""
-    if settings.temperature == 0:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    filtered = filter_logits(logits, settings.temperature, settings.top_k, settings.top_p)
-    return jax.vmap(jax.random.categorical)(keys, filtered).astype(jnp.int32)
 
 
 # ------------------------------------------------------------------ windows and forward passes
@@ -222,13 +146,12 @@ def _decode(params, prompt, prompt_lengths, keys, forced, *, model, settings: Sa
     if method not in ("cached", "naive"):
         raise ValueError(f"unknown decoding method {method!r}; expected 'cached' or 'naive'")
     batch, prompt_width = prompt.shape
-    steps, context, vocab = settings.max_new_tokens, model.context_length, model.vocab_size
+    steps, context = settings.max_new_tokens, model.context_length
     slots = min(context, prompt_width + steps)  # the longest window ever held
     # Without overflow the only prefill is the prompt's; with it, refills use the whole cache.
     prefill_width = slots if prompt_width + steps > context else min(prompt_width, context)
     shift = min(settings.window_shift or max(1, context // 4), context)
     rows = jnp.arange(batch)
-    stops = jnp.array(settings.stop_tokens or (-1,), jnp.int32)
 
     def cached_logits(t, history, start, end, extra):
         cache, first, index = extra
@@ -245,44 +168,29 @@ def _decode(params, prompt, prompt_lengths, keys, forced, *, model, settings: Sa
 
         return jax.lax.cond((t == 0) | (index >= slots), prefill, step, None)
 
-    def body(carry):
-        t, history, start, end, done, lengths, extra, outputs = carry
+    def next_logits(t, state):
+        history, start, end, extra = state
         if method == "cached":
             logits, extra = cached_logits(t, history, start, end, extra)
         else:
             logits = _naive_logits(model, params, history, start, end, slots)
-        step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, t)
-        token = choose_tokens(step_keys, logits, settings) if forced is None else forced[:, t].astype(jnp.int32)
-        token = jnp.where(done, PAD_ID, token)
-        logprob = jnp.take_along_axis(jax.nn.log_softmax(logits), token[:, None], axis=1)[:, 0]
-        outputs = dict(outputs)
-        outputs["tokens"] = outputs["tokens"].at[:, t].set(token)
-        outputs["logprobs"] = outputs["logprobs"].at[:, t].set(jnp.where(done, 0.0, logprob))
-        if return_logits:
-            outputs["logits"] = outputs["logits"].at[:, t].set(logits)
-        lengths = jnp.where(done, lengths, t + 1)
-        done = done | jnp.any(token[:, None] == stops[None, :], axis=1)
+        return logits, (history, start, end, extra)
+
+    def append(state, token):
+        history, start, end, extra = state
         history = history.at[rows, end].set(token)
         end = end + 1
-        start = slide_window(start, end, context, shift)
-        return t + 1, history, start, end, done, lengths, extra, outputs
-
-    def keep_going(carry):
-        return (carry[0] < steps) & ~jnp.all(carry[4])
+        return history, slide_window(start, end, context, shift), end, extra
 
     history = jnp.concatenate([prompt.astype(jnp.int32), jnp.zeros((batch, steps), jnp.int32)], axis=1)
     end = prompt_lengths.astype(jnp.int32)
     start = initial_window_start(end, context)
     extra = (model.init_cache(batch, slots), jnp.zeros(batch, jnp.int32), jnp.zeros((), jnp.int32))
-    outputs = {"tokens": jnp.full((batch, steps), PAD_ID, jnp.int32),
-               "logprobs": jnp.zeros((batch, steps), jnp.float32)}
-    if return_logits:
-        outputs["logits"] = jnp.zeros((batch, steps, vocab), jnp.float32)
-    carry = (jnp.zeros((), jnp.int32), history, start, end, jnp.zeros(batch, bool), jnp.zeros(batch, jnp.int32),
-             extra if method == "cached" else (), outputs)
-    carry = jax.lax.while_loop(keep_going, body, carry)
-    lengths, outputs = carry[5], carry[7]
-    return outputs["tokens"], lengths, outputs["logprobs"], outputs.get("logits")
+    state = (history, start, end, extra if method == "cached" else ())
+    tokens, lengths, logprobs, logits, _ = autoregressive.decode(
+        next_logits, append, state, keys, settings, vocab_size=model.vocab_size, forced=forced,
+        return_logits=return_logits)
+    return tokens, lengths, logprobs, logits
 
 
 # ------------------------------------------------------------------ public API
@@ -303,7 +211,7 @@ def _check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> None:
         ids = np.asarray(prompt)
         if ids.size == 0:
             raise ValueError(f"prompt {i} is empty; give at least one token "
-                             "(aigc_jax.inference.encode_prompt starts empty text from a newline)")
+                             "(aigc_jax.families.lm.inference.encode_prompt starts empty text from a newline)")
         if ids.min() < 0 or ids.max() >= vocab_size:
             raise ValueError(f"prompt {i} has token ids outside the vocabulary [0, {vocab_size})")
 

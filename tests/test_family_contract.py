@@ -1,0 +1,114 @@
+"""The contract every family keeps with the one loop, one row per family (a new family adds a row).
+
+For each: the Task's init, train and eval steps run under jit and change the state; train batches
+are a pure function of (seed, step); a run stopped and resumed from its checkpoint ends bit for bit
+where a straight run ends; the summary names the family's items and evaluation metric; an unknown
+config field is refused by name.
+"""
+import dataclasses
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from aigc_jax import families
+from aigc_jax.config import ConfigError, apply_overrides, load_config
+from aigc_jax.train.metrics import read_metrics
+from aigc_jax.train.restore import restore_params
+from tests.conftest import config_path
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    name: str
+    config: str
+    overrides: tuple = ()
+    needs_text: bool = False  # data.path = the session's small text file
+
+    def load(self, text_path: str, *extra: str):
+        overrides = ["train.progress_bar=false", *self.overrides, *extra]
+        if self.needs_text:
+            overrides.append(f"data.path={text_path}")
+        return load_config(config_path(self.config), overrides)
+
+
+# Stateful options on where they exist (EMA, batch norm, packing, several critic steps, the
+# gradient penalty's random interpolates, class conditioning), so resume equality covers them.
+ROWS = [
+    Row("lm", "gpt_char.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1"), needs_text=True),
+    Row("seq2seq", "seq2seq.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
+    Row("gan_2d", "gan_2d.py:tiny", ("model.pack=2", "train.n_critic=2", "loss.name=wgan_gp",
+                                     "train.ema_decay=0.9", "model.num_classes=8")),
+    Row("dcgan", "dcgan.py:tiny", ("eval.classifier_steps=0", "train.ema_decay=0.9")),
+    Row("vae", "vae.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1", "data.binarize=stochastic")),
+    Row("flow_images", "realnvp.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
+    Row("flow_2d", "realnvp.py:moons,tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
+]
+SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
+
+
+def quiet(*_args):
+    pass
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.fixture(params=ROWS, ids=lambda row: row.name)
+def row(request):
+    return request.param
+
+
+def test_steps_run_under_jit_and_batches_are_pure(row, small_text_file):
+    config = row.load(small_text_file)
+    assert config.task in families.FAMILIES
+    task = families.build_task(config, "")
+    assert set(task.model_fields) >= {"task", "model"} and task.num_params > 0
+    rng = jax.random.key(config.seed)
+    state = jax.jit(task.init)(rng)
+    batch = task.train_batch(3)
+    for a, b in zip(leaves(batch), leaves(task.train_batch(3)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(batch), leaves(task.train_batch(4))))
+    before = leaves(state.params)
+    step = jax.jit(task.train_step)
+    new_state, metrics = step(state, batch, rng)
+    new_state, metrics = step(new_state, task.train_batch(1), rng)  # a warm-up may start from rate 0
+    assert int(new_state.step) == 2
+    assert all(math.isfinite(float(v)) for v in jax.device_get(metrics).values())
+    assert any(not np.array_equal(a, b) for a, b in zip(before, leaves(new_state.params)))
+    sums = jax.jit(task.eval_step)(new_state, task.eval_batches()[0])
+    summary = task.summarize_eval(jax.device_get(sums))
+    assert all(math.isfinite(v) for v in summary.values())
+    if task.eval_metric:
+        assert task.eval_metric in summary
+
+
+def test_stopped_and_resumed_run_equals_a_straight_run(row, small_text_file, tmp_path):
+    config = row.load(small_text_file, *SHORT)
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    summary = families.train(config, straight, echo=quiet)
+    families.train(apply_overrides(config.copy_and_resolve_references(), ["train.num_steps=2"]), resumed,
+                   echo=quiet)
+    messages = []
+    families.train(config, resumed, echo=messages.append)
+    assert "resumed from the checkpoint at step 2" in messages
+    a, b = restore_params(straight), restore_params(resumed)
+    assert a.step == b.step == 4
+    for x, y in zip(leaves((a.params, a.extra)), leaves((b.params, b.extra)), strict=True):
+        np.testing.assert_array_equal(x, y)
+    untimed = lambda record: {k: v for k, v in record.items() if k != "elapsed_seconds"}  # noqa: E731
+    assert [r["step"] for r in read_metrics(resumed, "eval")] == [0, 2, 4]
+    assert untimed(read_metrics(resumed, "eval")[-1]) == untimed(read_metrics(straight, "eval")[-1])
+    task = families.build_task(config, "")
+    assert summary["item_name"] == task.item_name and summary["eval_metric"] == task.eval_metric
+    assert f"{task.item_name}_per_second" in read_metrics(straight, "train")[-1]
+
+
+def test_an_unknown_field_is_refused_by_name(row, small_text_file):
+    with pytest.raises(ConfigError, match=r"unknown config field 'model\.no_such_field'"):
+        row.load(small_text_file, "model.no_such_field=1")
+    with pytest.raises(ConfigError, match=r"unknown config field 'trian\.num_steps' \(did you mean 'train\.num_steps'"):
+        row.load(small_text_file, "trian.num_steps=1")
