@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from aigc_jax import compilation_cache
 from aigc_jax.config import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -190,9 +191,10 @@ def apply_xla_flags(config) -> str:
 
 def prepare_host(config) -> None:
     """What the command-line entry points set up from the config before any computation:
-    XLA flags, then the split of the CPU into devices."""
+    XLA flags, the split of the CPU into devices, and the persistent compilation cache."""
     apply_xla_flags(config)
     split_host_cpu(config)
+    compilation_cache.enable(config.get("compilation_cache", ""))
 
 
 def split_host_cpu(config) -> int:

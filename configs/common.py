@@ -70,6 +70,9 @@ def base(task: str) -> ml_collections.ConfigDict:
     config.seed = 0
     # Extra XLA_FLAGS for this run (experiments/train.py applies them before JAX starts).
     config.xla_flags = ""
+    # JAX's persistent compilation cache: a directory, "off", or "" for ~/.cache/aigc_jax/xla
+    # (the environment variable AIGC_JAX_COMPILATION_CACHE overrides; aigc_jax/compilation_cache.py).
+    config.compilation_cache = ""
     config.train = train()
     config.eval = ml_collections.ConfigDict(dict(
         batch_size=100,

@@ -51,7 +51,8 @@ def get_config(arg=None):
         config.eval.update(num_windows=16384, batch_size=4096)
     if "tiny" in variants:
         config.model.update(num_layers=1, num_heads=1, embed_dim=16, context_length=8)
-        config.train.update(num_steps=10, batch_size=8, log_every=5, eval_every=5, checkpoint_every=10)
+        config.train.update(num_steps=10, batch_size=8, log_every=5, eval_every=5, checkpoint_every=10,
+                            steps_per_call=1)
         config.optimizer.update(warmup_steps=2)
         config.eval.update(num_windows=16, batch_size=8)
     return config

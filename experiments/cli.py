@@ -7,6 +7,7 @@ from typing import Callable
 
 from absl import app, flags, logging
 
+from aigc_jax import compilation_cache
 from aigc_jax.config import ConfigError, load_config
 from aigc_jax.data.text import DataError
 from aigc_jax.data.tokenizers import UnknownCharactersError
@@ -51,6 +52,7 @@ def run(main: Callable[[list[str]], None]) -> None:
 
     def wrapped(_argv):
         logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+        compilation_cache.enable()  # the environment's or the default; a config may move it (prepare_host)
         try:
             main(overrides)
         except TrainingDiverged as e:

@@ -1,6 +1,5 @@
 import os
 import random
-import tempfile
 
 import pytest
 
@@ -18,27 +17,14 @@ def pytest_configure(config):
 
 
 def share_compiled_steps():
-    """One XLA compilation cache for the whole session, this process and the commands it starts
-    (they inherit the environment): the many tests that compile the same tiny step compile it
-    once. A fresh directory per session unless AIGC_JAX_TEST_CACHE names one to keep across
-    sessions. Caching changes no numerics: a hit loads the executable the compiler made."""
-    directory = os.environ.get("AIGC_JAX_TEST_CACHE") or tempfile.mkdtemp(prefix="aigc_jax_test_xla_cache_")
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = directory
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
-    import jax
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow: run with --runslow")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+    """The library's persistent compilation cache for this process and the commands it starts
+    (they inherit the environment): tests that compile the same step compile it once, and a
+    second session loads what the first compiled. AIGC_JAX_COMPILATION_CACHE moves it or turns
+    it off (aigc_jax/compilation_cache.py). Caching changes no numerics."""
+    from aigc_jax import compilation_cache
+    directory = compilation_cache.enable()
+    if directory:
+        os.environ[compilation_cache.ENV] = directory
 
 
 def restore_newest(config, workdir):

@@ -112,3 +112,20 @@ def test_an_unknown_field_is_refused_by_name(row, small_text_file):
         row.load(small_text_file, "model.no_such_field=1")
     with pytest.raises(ConfigError, match=r"unknown config field 'trian\.num_steps' \(did you mean 'train\.num_steps'"):
         row.load(small_text_file, "trian.num_steps=1")
+
+
+def test_every_config_has_a_tiny_variant_the_loop_accepts():
+    """Tests and smoke runs use `:tiny`; each must be a valid, short run of a registered family."""
+    import glob
+    import os
+    from aigc_jax.train.loop import check_steps_per_call
+    names = sorted(os.path.basename(p) for p in glob.glob(config_path("*.py")))
+    configs = [n for n in names if n not in ("__init__.py", "common.py")]
+    assert len(configs) >= 7
+    for name in configs:
+        config = load_config(config_path(f"{name}:tiny"))
+        assert config.task in families.FAMILIES, name
+        assert config.train.num_steps <= 50, name
+        check_steps_per_call(config.train)
+    covered = {row.config.split(":")[0] for row in ROWS}
+    assert covered >= set(configs) - {"markov_lm.py"}  # markov_lm is the lm family on generated data

@@ -1,0 +1,32 @@
+"""The persistent compilation cache: where it lives, that a command fills it, and that "off" is off."""
+import os
+import subprocess
+import sys
+
+from aigc_jax import compilation_cache
+from tests.conftest import REPO, config_path
+
+
+def test_the_environment_beats_the_config_which_beats_the_default(monkeypatch, tmp_path):
+    monkeypatch.delenv(compilation_cache.ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compilation_cache.resolve("") == str(tmp_path / "xdg" / "aigc_jax" / "xla")
+    assert compilation_cache.resolve(str(tmp_path / "mine")) == str(tmp_path / "mine")
+    assert compilation_cache.resolve("off") is None
+    monkeypatch.setenv(compilation_cache.ENV, str(tmp_path / "env"))
+    assert compilation_cache.resolve(str(tmp_path / "mine")) == str(tmp_path / "env")
+    monkeypatch.setenv(compilation_cache.ENV, "OFF")
+    assert compilation_cache.resolve(str(tmp_path / "mine")) is None
+
+
+def test_a_training_command_fills_the_cache_and_off_writes_nothing(tmp_path):
+    def train(cache_setting, workdir):
+        env = dict(os.environ, **{compilation_cache.ENV: cache_setting})
+        subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config_path('markov_lm.py:tiny')}",
+                        f"--workdir={workdir}", "--config.train.progress_bar=false"],
+                       cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
+    cache = tmp_path / "cache"
+    train(str(cache), tmp_path / "run")
+    assert len(os.listdir(cache)) > 2  # at least the train and eval steps
+    train("off", tmp_path / "run_off")
+    assert not (tmp_path / "run_off" / "cache").exists() and (tmp_path / "run_off" / "summary.json").exists()
