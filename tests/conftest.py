@@ -27,6 +27,15 @@ def share_compiled_steps():
         os.environ[compilation_cache.ENV] = directory
 
 
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def restore_newest(config, workdir):
     """(state, step) of the newest checkpoint in workdir, restored onto the task's template."""
     import jax
