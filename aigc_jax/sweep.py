@@ -7,6 +7,7 @@ and each run can be launched as its own job elsewhere (`run_command`).
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -54,10 +55,19 @@ def expand_points(base_config, sweeps: Sequence[str], mode: str = "grid") -> lis
     raise config_lib.ConfigError(f"unknown sweep mode {mode!r}; expected 'grid' or 'one_at_a_time'")
 
 
+def _safe_value(value: str) -> str:
+    """A value as a directory-name part; where characters had to be replaced, a short hash of the
+    value is appended, so two values never share a run directory (/d/x/a.txt and /d/x_a.txt)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", value)
+    if safe != value:
+        safe += "-" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+    return safe
+
+
 def point_name(point: tuple) -> str:
     if not point:
         return BASELINE
-    return ",".join(f"{f}={re.sub(r'[^A-Za-z0-9._-]', '_', v)}" for f, v in point)
+    return ",".join(f"{f}={_safe_value(v)}" for f, v in point)
 
 
 def run_dir(workdir: str, point: tuple, seed: int) -> str:
@@ -69,6 +79,25 @@ def point_config(base_config, point: tuple, seed: int):
     config_lib.apply_overrides(config, [f"{f}={v}" for f, v in point] + [f"seed={seed}"])
     config.lock()
     return config
+
+
+def check_same_config(directory: str, config) -> None:
+    """A run directory that holds a run of another config (the sweep's base overrides changed
+    since) is refused, naming the first field that differs, instead of reported as this point."""
+    path = os.path.join(directory, config_lib.SAVED_CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    saved = config_lib.flatten(config_lib.read_saved_config(path))
+    current = config_lib.flatten(config_lib.to_dict(config))
+    ignored = ("train.progress_bar",)
+    changed = sorted(k for k in set(saved) | set(current)
+                     if k not in ignored and saved.get(k, "<absent>") != current.get(k, "<absent>"))
+    if changed:
+        field = changed[0]
+        raise config_lib.ConfigError(
+            f"{directory} holds a run with {field}={saved.get(field, '<absent>')!r}, but this sweep would run "
+            f"{field}={current.get(field, '<absent>')!r}" + (f" (and {len(changed) - 1} more)" if len(changed) > 1 else "")
+            + "; use the same overrides as before or a new --workdir")
 
 
 def is_finished(directory: str, num_steps: int) -> bool:
@@ -94,6 +123,7 @@ def run_sweep(base_config, points: list[tuple], seeds: Sequence[int], workdir: s
     for i, (point, seed) in enumerate(itertools.product(points, seeds)):
         directory = run_dir(workdir, point, seed)
         config = point_config(base_config, point, seed)
+        check_same_config(directory, config)
         if is_finished(directory, config.train.num_steps):
             echo(f"[{i + 1}/{total}] {point_name(point)} seed {seed}: finished, skipped")
             continue

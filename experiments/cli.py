@@ -12,9 +12,11 @@ from aigc_jax.config import ConfigError, load_config
 from aigc_jax.data.text import DataError
 from aigc_jax.data.tokenizers import UnknownCharactersError
 from aigc_jax.train.checkpoints import CheckpointError
-from aigc_jax.train.loop import TrainingDiverged
+from aigc_jax.train.loop import TrainingDiverged, TrainingInterrupted
+from aigc_jax.train.workdir_lock import WorkdirLocked
 
-USER_ERRORS = (ConfigError, DataError, CheckpointError, UnknownCharactersError, TrainingDiverged, FileNotFoundError, ValueError)
+USER_ERRORS = (ConfigError, DataError, CheckpointError, UnknownCharactersError, TrainingDiverged, FileNotFoundError,
+               ValueError, WorkdirLocked)
 
 flags.DEFINE_string("config", None, "Config file and variant, e.g. configs/gpt_char.py:tiny.")
 
@@ -58,6 +60,12 @@ def run(main: Callable[[list[str]], None]) -> None:
         except TrainingDiverged as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
+        except TrainingInterrupted as e:
+            print(str(e), file=sys.stderr)
+            sys.exit(130)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
         except USER_ERRORS as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -95,3 +95,21 @@ def test_sweeps_report_any_familys_metric_and_items(spec, sweep_field, metric, t
     assert all(len(r["finals"]) == 1 and np.isfinite(r["mean"]) and r["items_per_second"] > 0 for r in rows)
     report = open(sweep.write_report(rows, workdir, "T", "cmd")).read()
     assert f"final validation {metric} (mean ± std)" in report and f"{item}/s (median)" in report
+
+
+def test_values_that_sanitise_alike_get_their_own_runs():
+    a = sweep.point_name((("data.path", "/d/x/a.txt"),))
+    b = sweep.point_name((("data.path", "/d/x_a.txt"),))
+    assert a != b and a.startswith("data.path=_d_x_a.txt-") and b.startswith("data.path=_d_x_a.txt-")
+    assert sweep.point_name((("model.mlp", "swiglu"),)) == "model.mlp=swiglu"  # nothing replaced: no hash
+
+
+def test_a_rerun_with_changed_base_overrides_is_refused_by_field(tiny_lm_config, tmp_path):
+    config = apply_overrides(tiny_lm_config, ["train.num_steps=4", "train.eval_every=2", "optimizer.warmup_steps=1"])
+    points = sweep.expand_points(config, [])
+    workdir = str(tmp_path / "sweep")
+    quiet = lambda c, d: train(c, d, echo=lambda *_: None)  # noqa: E731
+    sweep.run_sweep(config, points, [0], workdir, quiet, echo=lambda *_: None)
+    changed = apply_overrides(config.copy_and_resolve_references(), ["optimizer.learning_rate=0.01"])
+    with pytest.raises(ConfigError, match=r"optimizer.learning_rate=0.001.*optimizer.learning_rate=0.01"):
+        sweep.run_sweep(changed, points, [0], workdir, quiet, echo=lambda *_: None)

@@ -9,6 +9,15 @@ import numpy as np
 from aigc_jax.files import read_json, write_json
 
 
+def check_text(text: str) -> None:
+    """Text decoded from invalid UTF-8 (Python keeps such bytes as lone surrogates, e.g. from a
+    command-line argument) is an error naming the first bad position, not an encoder crash."""
+    for position, char in enumerate(text):
+        if 0xD800 <= ord(char) <= 0xDFFF:
+            raise UnknownCharactersError(f"text that is not valid UTF-8 (an undecodable byte or a lone surrogate "
+                                         f"U+{ord(char):04X} at character {position})")
+
+
 class UnknownCharactersError(ValueError):
     pass
 
@@ -33,6 +42,7 @@ class CharTokenizer:
 
     def encode(self, text: str) -> np.ndarray:
         """Vectorised: code points are looked up in the sorted code points of the vocabulary."""
+        check_text(text)
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         vocab = np.fromiter((ord(c) for c in self.chars), dtype=np.uint32, count=len(self.chars))
         order = np.argsort(vocab)
@@ -57,6 +67,7 @@ class ByteTokenizer:
     vocab_size = 256
 
     def encode(self, text: str) -> np.ndarray:
+        check_text(text)
         return np.frombuffer(text.encode("utf-8"), dtype=np.uint8).astype(np.int32)
 
     def decode(self, ids: Iterable[int]) -> str:

@@ -5,12 +5,16 @@ The training loop imports no family; the command line builds the task here and h
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+
+import jax
 
 from aigc_jax.config import ConfigError
 from aigc_jax.train import loop
 from aigc_jax.train.task import Task
+from aigc_jax.train.workdir_lock import WorkdirLock
 
 FAMILIES = {
     "lm": "aigc_jax.families.lm.task",
@@ -31,6 +35,7 @@ def build_task(config, workdir: str) -> Task:
     """The family's Task for `config`. A workdir that holds a run whose model differs is
     refused (by field) before the family reads or writes anything in it."""
     module = task_module(config.task)
+    loop.check_loop_fields(config.train)  # before the family builds anything from them
     if workdir:
         loop.check_resume_config(workdir, config, module.MODEL_FIELDS)
         os.makedirs(workdir, exist_ok=True)  # a family may keep files there (a tokenizer, a vocabulary)
@@ -38,5 +43,8 @@ def build_task(config, workdir: str) -> Task:
 
 
 def train(config, workdir: str, **kwargs) -> dict:
-    """Builds the family's task and trains it on the one loop (see aigc_jax.train.loop.train)."""
-    return loop.train(config, workdir, build_task(config, workdir), **kwargs)
+    """Builds the family's task and trains it on the one loop (see aigc_jax.train.loop.train),
+    holding the workdir's lock from before the family writes anything there."""
+    os.makedirs(workdir, exist_ok=True)
+    with WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
+        return loop.train(config, workdir, build_task(config, workdir), **kwargs)

@@ -7,6 +7,7 @@ one is tried.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -57,6 +58,25 @@ def describe_mismatch(saved: dict, expected: dict) -> str:
     return "; ".join(parts)
 
 
+def _first_line(error: Exception) -> str:
+    return str(error).splitlines()[0][:200] if str(error) else ""
+
+
+@contextlib.contextmanager
+def _quiet_storage_logs():
+    """A damaged checkpoint makes TensorStore and asyncio log hundreds of lines of tracebacks;
+    the one warning line of _report_corrupt says what happened."""
+    loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "tensorstore", "jax")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 class Checkpointer:
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
@@ -83,19 +103,23 @@ class Checkpointer:
         return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
 
     def restore_latest(self, template: Any) -> tuple[Optional[Any], Optional[int]]:
-        """Restores the newest checkpoint that loads; returns (state, step) or (None, None).
+        """Restores the newest checkpoint that loads; returns (state, step), or (None, None) when
+        the directory holds no checkpoint.
 
-        A checkpoint whose arrays do not match the template (a changed model or optimizer)
-        is an error that names the arrays. A checkpoint that fails to load is corrupt: it
-        is moved to `<directory>/../corrupt/<step>` with a warning, and the next older one
-        is tried.
+        A checkpoint whose arrays do not match the template (a changed model or optimizer) is an
+        error that names the arrays. A checkpoint that fails to load is damaged: once an older one
+        restores, the damaged newer ones are moved to `<directory>/../corrupt/<step>` with one
+        warning line each. When none restores, nothing is moved and the error names them all:
+        the run must not silently start over.
         """
         expected = state_layout(template)
+        failures = []
         for step in reversed(self.steps()):
             try:
-                mismatch = describe_mismatch(saved_layout(self.manager.item_metadata(step)), expected)
+                with _quiet_storage_logs():
+                    mismatch = describe_mismatch(saved_layout(self.manager.item_metadata(step)), expected)
             except Exception as e:  # unreadable metadata: a damaged checkpoint
-                self._report_corrupt(step, e)
+                failures.append((step, e))
                 continue
             if mismatch:
                 raise CheckpointError(
@@ -103,14 +127,24 @@ class Checkpointer:
                     f"A changed model or optimizer setting changes the saved state; resume with the saved "
                     f"config.json or use a new --workdir")
             try:
-                return self.restore(step, template), step
+                with _quiet_storage_logs():
+                    state = self.restore(step, template)
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
-                self._report_corrupt(step, e)
+                failures.append((step, e))
+                continue
+            for bad_step, error in failures:
+                self._report_corrupt(bad_step, error)
+            return state, step
+        if failures:
+            listed = "; ".join(f"step {step}: {type(e).__name__}: {_first_line(e)}" for step, e in failures)
+            raise CheckpointError(f"none of the checkpoints in {self.directory} could be restored ({listed}); "
+                                  f"nothing was moved or overwritten. Remove or repair them to start over, or "
+                                  f"use a new --workdir")
         return None, None
 
     def _report_corrupt(self, step: int, error: Exception) -> None:
         moved = self._quarantine(step)
-        detail = str(error).splitlines()[0][:200] if str(error) else ""
+        detail = _first_line(error)
         message = (f"checkpoint at step {step} is corrupt ({type(error).__name__}: {detail}); moved it to "
                    f"{moved} and falling back to the previous checkpoint")
         log.warning(message)

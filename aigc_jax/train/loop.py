@@ -9,9 +9,12 @@ guard, JSONL and TensorBoard logs, a progress bar, and the end-of-run summary.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import signal
+import threading
 import time
 from typing import Optional
 
@@ -21,14 +24,15 @@ from tqdm import tqdm
 
 from aigc_jax import config as config_lib
 from aigc_jax import parallel
-from aigc_jax.files import write_json
+from aigc_jax.files import read_json, write_json
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.flops import peak_flops_per_device
-from aigc_jax.train.metrics import MetricsWriter, NullWriter
+from aigc_jax.train.metrics import MetricsWriter, NullWriter, read_metrics
 from aigc_jax.train.placement import place
 from aigc_jax.train.prefetch import Prefetcher
 from aigc_jax.train.restore import restore_params
 from aigc_jax.train.task import Task
+from aigc_jax.train.workdir_lock import WorkdirLock
 
 CONFIG_FILE = config_lib.SAVED_CONFIG_FILE
 SUMMARY_FILE = "summary.json"
@@ -90,10 +94,17 @@ def evaluate(eval_step, state, batches, summarize) -> dict:
 
 def train(config, workdir: str, task: Task, *, echo=print) -> dict:
     """Trains `task` (built from `config`) in `workdir`, resuming from its newest good checkpoint.
-    Returns the summary."""
-    process_start = time.perf_counter()  # eval records' elapsed_seconds count from here
+    Returns the summary. One run per workdir: a second is refused while this one holds its lock."""
     os.makedirs(workdir, exist_ok=True)
+    lock = WorkdirLock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+    with lock:
+        return _train(config, workdir, task, echo)
+
+
+def _train(config, workdir: str, task: Task, echo) -> dict:
+    process_start = time.perf_counter()  # eval records' elapsed_seconds count from here
     check_resume_config(workdir, config, task.model_fields)
+    check_loop_fields(config.train)
     steps_per_call = check_steps_per_call(config.train, task)
     if jax.process_index() == 0:
         write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config), indent=2, sort_keys=True)
@@ -150,9 +161,10 @@ def train(config, workdir: str, task: Task, *, echo=print) -> dict:
             step_fn, summary["compile_seconds"] = compiled.train.result()
             if frozen:
                 step_fn = functools.partial(_with_frozen, step_fn, frozen)
-            state, summary["last_train"] = _run_steps(
-                task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-                device_eval_batches, checkpointer, writer, progress, peak, summary, process_start)
+            with StopRequest() as stop:
+                state, summary["last_train"] = _run_steps(
+                    task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
+                    device_eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop)
     finally:
         progress.close()
         prefetcher.close()
@@ -160,14 +172,34 @@ def train(config, workdir: str, task: Task, *, echo=print) -> dict:
         writer.close()
     summary["wall_seconds"] = time.perf_counter() - run_start
     summary["final_step"] = int(jax.device_get(state.step))
+    summary_path = os.path.join(workdir, SUMMARY_FILE)
+    if start >= num_steps and os.path.exists(summary_path):
+        return read_json(summary_path, "run summary")  # nothing ran: the summary stands
     if lead:
-        write_json(os.path.join(workdir, SUMMARY_FILE), summary, indent=2, sort_keys=True)
+        summary.update(whole_run_evaluations(workdir))
+        write_json(summary_path, summary, indent=2, sort_keys=True)
     _echo_summary(summary, task.headline_metrics, echo)
     return summary
 
 
+def whole_run_evaluations(workdir: str) -> dict:
+    """initial_eval, final_eval and best_eval_loss over every evaluation the workdir's run has
+    logged, including those before a resume (metrics.jsonl keeps them)."""
+    evals = [{k: v for k, v in r.items() if k not in ("step", "kind")} | {"step": r["step"]}
+             for r in read_metrics(workdir, "eval")]
+    out = {}
+    if evals:
+        out["final_eval"] = {k: v for k, v in evals[-1].items() if k != "step"}
+        if evals[0]["step"] == 0:
+            out["initial_eval"] = {k: v for k, v in evals[0].items() if k != "step"}
+        losses = [r["loss"] for r in evals if isinstance(r.get("loss"), float)]
+        if losses:
+            out["best_eval_loss"] = min(losses)
+    return out
+
+
 def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-               eval_batches, checkpointer, writer, progress, peak, summary, process_start):
+               eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop):
     """The step loop. With `train.stop_at_eval_loss` > 0 it ends (after a checkpoint) at the
     first evaluation whose loss is at or below that target, and the summary records when."""
     train_cfg = config.train
@@ -176,7 +208,6 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
     meter = _Throughput()
     pending = None  # (first step of the last call, its metrics still on the device)
     last_train = {}
-    evals = []
     timing = {"rate": 0.0, "step_seconds": 0.0, "mfu": 0.0}  # of the last interval with steps in it
 
     def fetch(item):
@@ -233,7 +264,6 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
                     result.update(task.on_eval(state, done, workdir))
                 result["elapsed_seconds"] = time.perf_counter() - process_start
                 writer.write(done, "eval", result)
-                evals.append((done, result))
                 progress.write(f"step {done}: {format_eval(result)}")
             reached = eval_due and target > 0 and result.get("loss", math.inf) <= target
             if save_due or reached:
@@ -245,11 +275,42 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
                 progress.write(f"validation loss {result['loss']:.4f} <= {target} at step {done}, "
                                f"{result['elapsed_seconds']:.1f} s after start: stopping")
                 break
-    if evals:
-        summary["final_eval"] = evals[-1][1]
-        if all("loss" in r for _, r in evals):
-            summary["best_eval_loss"] = min(r["loss"] for _, r in evals)
+        if stop.requested and done < num_steps:
+            if pending is not None:
+                fetch(pending)
+            if not save_due:
+                checkpointer.save(done, state)
+            raise TrainingInterrupted(f"interrupted ({stop.requested}) at step {done}, saved there; resume with "
+                                      f"the same command")
     return state, last_train
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM arrived: the run stopped after the step in flight, with a checkpoint."""
+
+
+class StopRequest:
+    """While active, SIGINT (Ctrl-C) and SIGTERM ask the loop to stop after the call in flight
+    (a checkpoint is saved there) instead of killing it mid-step; a second signal stops at once."""
+
+    def __init__(self):
+        self.requested = ""
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _with_frozen(step_fn, frozen, state, batch, rng):
@@ -278,6 +339,16 @@ def start_from_run(state, init_from: str, placement, echo):
     echo(f"initialised the parameters from {init_from} ({source.config.get('task')} run, step {source.step}); "
          f"fresh optimizer")
     return state.replace(params=jax.device_put(source.params, placement.state.params))
+
+
+def check_loop_fields(train_cfg) -> None:
+    """The loop's own train fields, checked before anything is built or written."""
+    for field in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
+        value = train_cfg[field]
+        if not isinstance(value, int) or value < 1:
+            raise config_lib.ConfigError(f"train.{field} must be an integer of at least 1, got {value!r}"
+                                         + ("; the newest checkpoint is always kept" if field == "keep_checkpoints"
+                                            else ""))
 
 
 def check_steps_per_call(train_cfg, task: Optional[Task] = None) -> int:

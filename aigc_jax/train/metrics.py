@@ -29,10 +29,20 @@ class MetricsWriter:
         self._events = EventWriter(os.path.join(workdir, "tensorboard")) if tensorboard else None
 
     def _truncate_after(self, step: int) -> None:
+        """Keeps the records up to `step`; a torn last line (a run killed mid-write) is dropped,
+        so the next record starts on a line of its own."""
         if not os.path.exists(self.path):
             return
-        with open(self.path, encoding="utf-8") as f:
-            kept = [line for line in f if line.strip() and _step_of(line) <= step]
+        lines = _read_lines(self.path)
+        if lines and _step_of(lines[-1]) is None:
+            lines = lines[:-1]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            record_step = _step_of(line)
+            if record_step is None:
+                raise ValueError(f"damaged metrics file {self.path!r}: line {number} is not a JSON record")
+            if record_step <= step:
+                kept.append(line.rstrip("\n") + "\n")
         tmp = self.path + ".tmp"
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(kept)
@@ -64,14 +74,33 @@ class NullWriter:
         pass
 
 
-def _step_of(line: str) -> int:
+def _step_of(line: str):
+    """The record's step, or None for a line that is not a whole record."""
     try:
         return int(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
-        return -1  # a torn last line from a killed run: dropped
+        return None
+
+
+def _read_lines(path: str) -> list[str]:
+    """The file's non-empty lines; bytes that are not UTF-8 are an error naming the file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"damaged metrics file {path!r}: not UTF-8 at byte {e.start}") from None
+    return [line for line in text.splitlines(keepends=True) if line.strip()]
 
 
 def read_metrics(workdir: str, kind: str | None = None) -> list[dict]:
-    with open(os.path.join(workdir, METRICS_FILE), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f if line.strip()]
+    """The run's records (of one kind); a torn last line from a killed run is skipped."""
+    path = os.path.join(workdir, METRICS_FILE)
+    lines = _read_lines(path)
+    if lines and _step_of(lines[-1]) is None:
+        lines = lines[:-1]
+    try:
+        records = [json.loads(line) for line in lines]
+    except ValueError as e:
+        raise ValueError(f"damaged metrics file {path!r}: {e}") from None
     return [r for r in records if kind is None or r["kind"] == kind]

@@ -7,6 +7,7 @@ Summary{value=1}, Summary.Value{tag=1, simple_value=2}.
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import struct
@@ -49,9 +50,18 @@ def _length_delimited(field: int, payload: bytes) -> bytes:
     return _varint(field << 3 | 2) + _varint(len(payload)) + payload
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def as_float32(value) -> float:
+    """A value TensorBoard's float32 field can hold: beyond float32's range it is +-inf."""
+    value = float(value)
+    return math.copysign(math.inf, value) if abs(value) > FLOAT32_MAX else value
+
+
 def encode_scalar_event(step: int, values: dict, wall_time: float) -> bytes:
     summary = b"".join(
-        _length_delimited(1, _length_delimited(1, tag.encode()) + struct.pack("<Bf", 2 << 3 | 5, float(v)))
+        _length_delimited(1, _length_delimited(1, tag.encode()) + struct.pack("<Bf", 2 << 3 | 5, as_float32(v)))
         for tag, v in values.items())
     return struct.pack("<Bd", 1 << 3 | 1, wall_time) + _varint(2 << 3) + _varint(step) + _length_delimited(5, summary)
 

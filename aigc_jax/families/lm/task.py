@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax import config as config_lib
 from aigc_jax.nn import losses
 from aigc_jax.data import markov
 from aigc_jax.data import text as text_data
@@ -31,25 +32,26 @@ MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.markov_alphabet")
 
 def load_tokenizer_and_data(config, workdir: str):
     """The run's tokenizer and its token splits. The tokenizer is reloaded from the workdir when
-    resuming; a fine-tuning run (train.init_from) starts with its source run's, whose token ids
-    the parameters were trained on."""
+    resuming a run that started there (its config.json exists); a fine-tuning run
+    (train.init_from) starts with its source run's, whose token ids the parameters were trained
+    on; otherwise it is built from the data. It is saved only once the data fit it, so a run that
+    failed before starting leaves no tokenizer for the next run to pick up."""
     splits = text_data.load_text_splits(config.data)
     init_from = config.train.get("init_from", "")
-    if workdir and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)):
+    started = workdir and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
+    if started and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)):
         tokenizer = tokenizers.load_tokenizer(workdir)
     elif init_from and os.path.exists(os.path.join(init_from, tokenizers.TOKENIZER_FILE)):
         tokenizer = tokenizers.load_tokenizer(init_from)
-        if workdir:
-            tokenizers.save_tokenizer(tokenizer, workdir)
     else:
         tokenizer = tokenizers.build_tokenizer(config.data.tokenizer, splits.train + splits.validation)
-        if workdir:
-            tokenizers.save_tokenizer(tokenizer, workdir)
     train_tokens = tokenizer.encode(splits.train)
     val_tokens = tokenizer.encode(splits.validation)
     context = config.model.context_length
     text_data.check_length(train_tokens, context, "training")
     text_data.check_length(val_tokens, context, "validation")
+    if workdir and not started:
+        tokenizers.save_tokenizer(tokenizer, workdir)
     return tokenizer, train_tokens, val_tokens, splits.description
 
 

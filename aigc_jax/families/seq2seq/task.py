@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 from typing import Any
 
@@ -187,6 +188,8 @@ def translate(trained: TrainedSeq2Seq, text: str, *, beam_width: int = 1, length
     and length_penalty=0, else beam search)."""
     if not 1 <= num_results <= beam_width:
         raise ValueError(f"num_results must be in 1..beam_width ({beam_width}), got {num_results}")
+    if not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number (0 ranks by log-probability), got {length_penalty}")
     text = data_lib.prepare_source(trained.config.data.task, text)
     source = jnp.asarray(data_lib.encode_source(trained.vocab, text))
     tokens, scores, logps = decoding.beam_search(trained.params, source, model=trained.model, beam_width=beam_width,
