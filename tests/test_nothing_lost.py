@@ -199,3 +199,24 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_says_how_to_resume(small_text_
     step = int(re.search(rf"interrupted \({signal_name}\) at step (\d+), saved there; resume with the same command",
                          stderr).group(1))
     assert 0 < step < 100000 and str(step) in os.listdir(workdir / "checkpoints")
+
+
+def test_bytes_changed_inside_a_checkpoint_are_found_and_the_previous_one_restored(tiny_lm_config, tmp_path, capsys):
+    from aigc_jax.train import checksums
+    workdir = tmp_path / "run"
+    families.train(tiny_lm_config, str(workdir), echo=quiet)
+    checkpoints = str(workdir / "checkpoints")
+    assert sorted(os.listdir(workdir / "checksums")) == ["10.sha256", "20.sha256"]
+    assert checksums.is_verified(checkpoints, 20) and checksums.is_verified(checkpoints, 10)
+    largest = max((p for p in (workdir / "checkpoints" / "20").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0x40  # one bit, in the middle of the largest array file
+    largest.write_bytes(bytes(data))
+    assert "does not match its checksum" in checksums.verify(checkpoints, 20)
+    from aigc_jax.train.restore import restore_params
+    assert restore_params(str(workdir)).step == 10  # readers skip it as well
+    messages = []
+    families.train(apply_overrides(tiny_lm_config.copy_and_resolve_references(), ["train.num_steps=30"]),
+                   str(workdir), echo=messages.append)
+    assert "resumed from the checkpoint at step 10" in messages
+    assert "checkpoint at step 20 is corrupt (CheckpointError:" in capsys.readouterr().out

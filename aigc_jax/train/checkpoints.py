@@ -17,6 +17,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from aigc_jax.train import checksums
+
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +83,7 @@ class Checkpointer:
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
         self.keep = keep
+        self._unsummed: list[int] = []  # saved steps whose checksums are not written yet
         self._open()
 
     def _open(self) -> None:
@@ -92,11 +95,23 @@ class Checkpointer:
         return sorted(self.manager.all_steps())
 
     def save(self, step: int, state: Any) -> None:
-        """Starts saving `state` as `step` (asynchronously; `wait` blocks until it is on disk)."""
+        """Starts saving `state` as `step` (asynchronously; `wait` blocks until it is on disk).
+        The previous save's checksums are written first (it has finished by then)."""
+        self._write_checksums()
         self.manager.save(step, args=ocp.args.StandardSave(state))
+        self._unsummed.append(step)
 
     def wait(self) -> None:
+        self._write_checksums()
+
+    def _write_checksums(self) -> None:
         self.manager.wait_until_finished()
+        on_disk = set(self.steps())
+        for step in self._unsummed:
+            if step in on_disk:
+                checksums.write(self.directory, step)
+        self._unsummed = []
+        checksums.prune(self.directory, on_disk)
 
     def restore(self, step: int, template: Any) -> Any:
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
@@ -126,6 +141,10 @@ class Checkpointer:
                     f"checkpoint at step {step} in {self.directory} does not fit this config: {mismatch}. "
                     f"A changed model or optimizer setting changes the saved state; resume with the saved "
                     f"config.json or use a new --workdir")
+            damage = checksums.verify(self.directory, step)
+            if damage:
+                failures.append((step, CheckpointError(damage)))
+                continue
             try:
                 with _quiet_storage_logs():
                     state = self.restore(step, template)
@@ -165,5 +184,5 @@ class Checkpointer:
         return target
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        self._write_checksums()
         self.manager.close()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from aigc_jax import config as config_lib
 from aigc_jax import parallel
 from aigc_jax.files import read_json, write_json
+from aigc_jax.train import checksums
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.flops import peak_flops_per_device
 from aigc_jax.train.metrics import MetricsWriter, NullWriter, read_metrics
@@ -222,9 +223,15 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
         nonlocal last_train
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
+            checkpointer.wait()  # the last save finished and its checksums written
             saved = checkpointer.steps()
-            where = (f"the last good checkpoint (step {saved[-1]}) is intact in {checkpointer.directory}"
-                     if saved else "no checkpoint had been saved yet")
+            if not saved:
+                where = "no checkpoint had been saved yet"
+            elif checksums.is_verified(checkpointer.directory, saved[-1]):
+                where = f"the last checkpoint (step {saved[-1]}) is intact (checksums verified) in {checkpointer.directory}"
+            else:
+                where = (f"the last checkpoint is step {saved[-1]} in {checkpointer.directory} "
+                         f"({checksums.verify(checkpointer.directory, saved[-1]) or 'no checksums to verify it'})")
             raise TrainingDiverged(f"training diverged: {bad[0]} is {values[bad[0]]} at step {step}; "
                                    f"stopped without saving, {where}")
         if step % train_cfg.log_every == 0 or step == num_steps:

@@ -17,6 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from aigc_jax import config as config_lib
+from aigc_jax.train import checksums
 from aigc_jax.train.checkpoints import CheckpointError, describe_mismatch, state_layout
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -69,6 +70,10 @@ def restore_params(workdir: str, *, task: Optional[str] = None, expect_params: A
     failures = []
     try:
         for step in reversed(steps):
+            damage = checksums.verify(directory, step)
+            if damage:
+                failures.append(f"{step} ({damage})")
+                continue
             try:
                 metadata = manager.item_metadata(step)
                 tree = getattr(metadata, "tree", metadata)
