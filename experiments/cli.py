@@ -2,6 +2,7 @@
 overrides, and one-line errors for bad input instead of tracebacks."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
@@ -45,6 +46,16 @@ def config_from_flags(overrides: list[str]):
     return load_config(flags.FLAGS.config, overrides)
 
 
+def _exit(message: str, status: int) -> None:
+    """Prints the one-line error and ends the process now. The loop has already closed its files
+    and waited for its checkpoints; a failed asynchronous save can leave Orbax threads that
+    would hold the interpreter's exit for minutes (a 300 s hang), so they are not waited for."""
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """Runs main(overrides) under absl; user errors print one line and exit with status 2."""
     try:
@@ -58,16 +69,12 @@ def run(main: Callable[[list[str]], None]) -> None:
         try:
             main(overrides)
         except TrainingDiverged as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(1)
+            _exit(f"error: {e}", 1)
         except TrainingInterrupted as e:
-            print(str(e), file=sys.stderr)
-            sys.exit(130)
+            _exit(str(e), 130)
         except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
+            _exit("interrupted", 130)
         except USER_ERRORS as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
+            _exit(f"error: {e}", 2)
 
     app.run(wrapped, argv=argv)

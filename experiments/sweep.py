@@ -13,6 +13,7 @@ import sys
 from absl import flags
 
 from aigc_jax import parallel, sweep
+from aigc_jax import families
 from aigc_jax.families import train
 from experiments import cli
 
@@ -31,6 +32,8 @@ def main(overrides):
         raise cli.ConfigError("--workdir is required")
     config = cli.config_from_flags(overrides)
     points = sweep.expand_points(config, FLAGS.sweep, FLAGS.mode)  # validates before any run
+    for point in points:  # every value's range or choice too, before the first run starts
+        families.check_config(sweep.point_config(config, point, 0))
     parallel.prepare_host(config)  # every run of this process shares the XLA flags and CPU devices
     seeds = list(range(FLAGS.seeds))
     if FLAGS.print_commands:

@@ -47,7 +47,7 @@ def test_the_summary_describes_the_whole_run_after_a_resume(tiny_lm_config, tmp_
 def test_loop_fields_below_one_are_refused_before_anything_is_saved(tiny_lm_config, tmp_path, field, value):
     workdir = tmp_path / "run"
     config = apply_overrides(tiny_lm_config.copy_and_resolve_references(), [f"train.{field}={value}"])
-    with pytest.raises(ConfigError, match=rf"train\.{field} must be an integer of at least 1, got {value}"):
+    with pytest.raises(ConfigError, match=rf"config field train\.{field}={value} is not allowed: expected an integer >= 1"):
         families.train(config, str(workdir), echo=quiet)
     assert not (workdir / "config.json").exists() and not (workdir / "checkpoints").exists()
 
@@ -220,3 +220,58 @@ def test_bytes_changed_inside_a_checkpoint_are_found_and_the_previous_one_restor
                    str(workdir), echo=messages.append)
     assert "resumed from the checkpoint at step 10" in messages
     assert "checkpoint at step 20 is corrupt (CheckpointError:" in capsys.readouterr().out
+
+
+def _bad_value(rule):
+    from aigc_jax.config_rules import Choices
+    if isinstance(rule, Choices):
+        return "bogus"
+    if rule.low is not None:
+        return rule.low if rule.low_open else rule.low - 1
+    return rule.high if rule.high_open else rule.high + 1
+
+
+def test_every_declared_field_rejects_an_out_of_range_value_in_one_line(tiny_lm_config, tmp_path):
+    from aigc_jax.config_rules import SHARED_RULES
+    from aigc_jax.families.lm.task import FIELD_RULES
+    from aigc_jax.config import flatten, set_field, to_dict
+    present = flatten(to_dict(tiny_lm_config))
+    rules = {f: r for f, r in {**SHARED_RULES, **FIELD_RULES}.items() if f in present}
+    assert len(rules) > 30
+    for field, rule in rules.items():
+        config = tiny_lm_config.copy_and_resolve_references()
+        bad = _bad_value(rule)
+        set_field(config, field, type(present[field])(bad) if not isinstance(bad, str) else bad)
+        with pytest.raises(ConfigError) as error:
+            families.build_task(config, str(tmp_path / "never"))
+        message = str(error.value)
+        assert message.startswith(f"config field {field}=") and "\n" not in message, message
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(ConfigError, match="model.dropout=nan"):
+        config = tiny_lm_config.copy_and_resolve_references()
+        set_field(config, "model.dropout", float("nan"))
+        families.check_config(config)
+
+
+def test_a_failed_checkpoint_save_ends_the_command_at_once(tmp_path):
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    script = f"""
+import jax.numpy as jnp
+from experiments import cli
+from aigc_jax.train import loop
+from tests.test_train_protocol import toy_config, toy_task
+
+def main(_overrides):
+    config = toy_config()
+    task = toy_task(config)
+    init = task.init
+    task.init = lambda rng: init(rng).replace(extra={{"empty": jnp.zeros((0,))}})  # Orbax cannot save it
+    loop.train(config, {str(tmp_path / 'run')!r}, task, echo=lambda *_: None)
+
+cli.run(main)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "error: Cannot save arrays with zero size" in result.stderr

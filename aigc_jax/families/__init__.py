@@ -11,6 +11,7 @@ import os
 
 import jax
 
+from aigc_jax import config_rules
 from aigc_jax.config import ConfigError
 from aigc_jax.train import loop
 from aigc_jax.train.task import Task
@@ -31,11 +32,19 @@ def task_module(name: str):
     return importlib.import_module(FAMILIES[name])
 
 
+def check_config(config) -> None:
+    """One pass over the config's declared ranges and choices (shared and the family's), each bad
+    value a one-line ConfigError naming the field; a sweep checks every point with it up front."""
+    module = task_module(config.task)
+    config_rules.check(config, {**config_rules.SHARED_RULES, **getattr(module, "FIELD_RULES", {})})
+    loop.check_loop_fields(config.train)
+
+
 def build_task(config, workdir: str) -> Task:
     """The family's Task for `config`. A workdir that holds a run whose model differs is
     refused (by field) before the family reads or writes anything in it."""
     module = task_module(config.task)
-    loop.check_loop_fields(config.train)  # before the family builds anything from them
+    check_config(config)  # before the family builds anything from it
     if workdir:
         loop.check_resume_config(workdir, config, module.MODEL_FIELDS)
         os.makedirs(workdir, exist_ok=True)  # a family may keep files there (a tokenizer, a vocabulary)

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import config as config_lib
+from aigc_jax import config_rules as rules
 from aigc_jax.nn import losses
 from aigc_jax.data import markov
 from aigc_jax.data import text as text_data
@@ -28,6 +29,20 @@ from aigc_jax.train.update import apply_update
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
 MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.markov_alphabet")
+# Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
+FIELD_RULES = {
+    "model.num_layers": rules.at_least(1), "model.num_heads": rules.at_least(1),
+    "model.num_kv_heads": rules.at_least(0), "model.embed_dim": rules.at_least(1),
+    "model.context_length": rules.at_least(1), "model.positions": rules.Choices(("learned", "rope", "none")),
+    "model.mlp": rules.Choices(("gelu", "swiglu")), "model.mlp_ratio": rules.POSITIVE,
+    "model.norm": rules.Choices(("layernorm", "rmsnorm")), "model.dropout": rules.FRACTION,
+    "model.dtype": rules.Choices(("float32", "bfloat16")),
+    "model.attention_impl": rules.Choices(("einsum", "xla", "cudnn")),
+    "data.tokenizer": rules.Choices(("char", "byte")), "data.corpus": rules.Choices(("stdlib", "markov")),
+    "data.val_fraction": rules.Range(low=0, high=1, low_open=True, high_open=True),
+    "loss.z_loss": rules.NON_NEGATIVE, "train.grad_accum_steps": rules.at_least(1),
+    "eval.num_windows": rules.at_least(0),
+}
 
 
 def load_tokenizer_and_data(config, workdir: str):

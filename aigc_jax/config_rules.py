@@ -1,0 +1,84 @@
+"""Declared ranges and choices of config fields, checked in one pass before anything is built
+or written: each bad value is a one-line error naming the field, its value and what is allowed.
+
+A family declares FIELD_RULES {field: rule} in its task module; the shared sections' rules are
+here. Fields a config does not have are skipped (a rule may cover several families' configs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Optional
+
+from aigc_jax.config import ConfigError, flatten, to_dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False  # low itself is not allowed
+    high_open: bool = False
+    integer: bool = False
+
+    def problem(self, value: Any) -> Optional[str]:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or (self.integer and not isinstance(value, int)) or not math.isfinite(value):
+            return self.describe()
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return self.describe()
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return self.describe()
+        return None
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a finite number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return f"{kind} {' and '.join(parts)}".strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Choices:
+    options: tuple
+
+    def problem(self, value: Any) -> Optional[str]:
+        return None if value in self.options else f"one of {', '.join(map(str, self.options))}"
+
+
+def at_least(low, integer=True) -> Range:
+    return Range(low=low, integer=integer)
+
+
+POSITIVE = Range(low=0, low_open=True)
+NON_NEGATIVE = Range(low=0)
+FRACTION = Range(low=0, high=1, high_open=True)  # [0, 1)
+OPTIMIZER_RULES = {
+    "name": Choices(("adamw", "lion", "adafactor", "muon")),
+    "learning_rate": POSITIVE, "min_learning_rate": NON_NEGATIVE, "adam_learning_rate": NON_NEGATIVE,
+    "schedule": Choices(("cosine", "constant")), "warmup_steps": at_least(0), "decay_steps": at_least(0),
+    "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE, "weight_decay": NON_NEGATIVE,
+    "grad_clip": NON_NEGATIVE, "muon_ns_steps": at_least(1),
+}
+SHARED_RULES = {
+    "seed": at_least(0),
+    "train.batch_size": at_least(1), "train.steps_per_call": at_least(1), "train.num_steps": at_least(1),
+    "train.log_every": at_least(1), "train.eval_every": at_least(1), "train.checkpoint_every": at_least(1),
+    "train.keep_checkpoints": at_least(1), "train.peak_flops_per_device": NON_NEGATIVE,
+    "train.stop_at_eval_loss": NON_NEGATIVE, "eval.batch_size": at_least(1),
+    **{f"{section}.{field}": rule for section in ("optimizer", "g_optimizer", "d_optimizer")
+       for field, rule in OPTIMIZER_RULES.items()},
+}
+
+
+def check(config, rules: dict) -> None:
+    """Raises ConfigError for the first field (in the rules' order) whose value breaks its rule."""
+    values = flatten(to_dict(config))
+    for field, rule in rules.items():
+        if field in values:
+            problem = rule.problem(values[field])
+            if problem:
+                raise ConfigError(f"config field {field}={values[field]!r} is not allowed: expected {problem}")
