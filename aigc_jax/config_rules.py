@@ -58,7 +58,8 @@ NON_NEGATIVE = Range(low=0)
 FRACTION = Range(low=0, high=1, high_open=True)  # [0, 1)
 OPTIMIZER_RULES = {
     "name": Choices(("adamw", "lion", "adafactor", "muon")),
-    "learning_rate": POSITIVE, "min_learning_rate": NON_NEGATIVE, "adam_learning_rate": NON_NEGATIVE,
+    # learning_rate 0 is allowed: it freezes a part (e.g. one GAN player in a test); negative is not.
+    "learning_rate": NON_NEGATIVE, "min_learning_rate": NON_NEGATIVE, "adam_learning_rate": NON_NEGATIVE,
     "schedule": Choices(("cosine", "constant")), "warmup_steps": at_least(0), "decay_steps": at_least(0),
     "beta1": FRACTION, "beta2": FRACTION, "eps": POSITIVE, "weight_decay": NON_NEGATIVE,
     "grad_clip": NON_NEGATIVE, "muon_ns_steps": at_least(1),
