@@ -12,6 +12,7 @@ Where it lives, first that applies:
 from __future__ import annotations
 
 import os
+import sys
 from typing import Optional
 
 ENV = "AIGC_JAX_COMPILATION_CACHE"
@@ -34,10 +35,16 @@ def enable(setting: str = "") -> Optional[str]:
     or leaves it off and returns None. Call before the first compilation."""
     import jax
     directory = resolve(setting)
+    if directory is not None:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:  # an unwritable home, say: run without the cache rather than fail
+            print(f"warning: compilation cache off: cannot create {directory} ({e.strerror or e}); set "
+                  f"{ENV} to a writable directory", file=sys.stderr)
+            directory = None
     jax.config.update("jax_enable_compilation_cache", directory is not None)
     if directory is None:
         return None
-    os.makedirs(directory, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

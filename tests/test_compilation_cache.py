@@ -30,3 +30,13 @@ def test_a_training_command_fills_the_cache_and_off_writes_nothing(tmp_path):
     assert len(os.listdir(cache)) > 2  # at least the train and eval steps
     train("off", tmp_path / "run_off")
     assert not (tmp_path / "run_off" / "cache").exists() and (tmp_path / "run_off" / "summary.json").exists()
+
+
+def test_an_unwritable_cache_location_runs_without_the_cache(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    env = dict(os.environ, **{compilation_cache.ENV: str(blocker / "cache")})
+    result = subprocess.run([sys.executable, "-c", "from aigc_jax import compilation_cache as c; print(c.enable())"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "None"
+    assert "warning: compilation cache off: cannot create" in result.stderr
