@@ -207,7 +207,7 @@ def test_bytes_changed_inside_a_checkpoint_are_found_and_the_previous_one_restor
     families.train(tiny_lm_config, str(workdir), echo=quiet)
     checkpoints = str(workdir / "checkpoints")
     assert sorted(os.listdir(workdir / "checksums")) == ["10.sha256", "20.sha256"]
-    assert checksums.is_verified(checkpoints, 20) and checksums.is_verified(checkpoints, 10)
+    assert checksums.verify_or_explain(checkpoints, 20) is None and checksums.verify_or_explain(checkpoints, 10) is None
     largest = max((p for p in (workdir / "checkpoints" / "20").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
     data = bytearray(largest.read_bytes())
     data[len(data) // 2] ^= 0x40  # one bit, in the middle of the largest array file

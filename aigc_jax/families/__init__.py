@@ -37,7 +37,6 @@ def check_config(config) -> None:
     value a one-line ConfigError naming the field; a sweep checks every point with it up front."""
     module = task_module(config.task)
     config_rules.check(config, {**config_rules.SHARED_RULES, **getattr(module, "FIELD_RULES", {})})
-    loop.check_loop_fields(config.train)
 
 
 def build_task(config, workdir: str) -> Task:

@@ -65,8 +65,11 @@ def verify(checkpoints_dir: str, step: int) -> Optional[str]:
     return None
 
 
-def is_verified(checkpoints_dir: str, step: int) -> bool:
-    return os.path.exists(checksum_path(checkpoints_dir, step)) and verify(checkpoints_dir, step) is None
+def verify_or_explain(checkpoints_dir: str, step: int) -> Optional[str]:
+    """None only for a checkpoint whose checksums exist and match; otherwise why it is not verified."""
+    if not os.path.exists(checksum_path(checkpoints_dir, step)):
+        return "no checksums to verify it"
+    return verify(checkpoints_dir, step)
 
 
 def prune(checkpoints_dir: str, kept_steps) -> None:

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aigc_jax import config as config_lib
-from aigc_jax import parallel
+from aigc_jax import config_rules, parallel
 from aigc_jax.files import read_json, write_json
 from aigc_jax.train import checksums
 from aigc_jax.train.checkpoints import Checkpointer
@@ -105,7 +105,7 @@ def train(config, workdir: str, task: Task, *, echo=print) -> dict:
 def _train(config, workdir: str, task: Task, echo) -> dict:
     process_start = time.perf_counter()  # eval records' elapsed_seconds count from here
     check_resume_config(workdir, config, task.model_fields)
-    check_loop_fields(config.train)
+    config_rules.check(config, config_rules.SHARED_RULES)  # the loop's own fields among them
     steps_per_call = check_steps_per_call(config.train, task)
     if jax.process_index() == 0:
         write_json(os.path.join(workdir, CONFIG_FILE), config_lib.to_dict(config), indent=2, sort_keys=True)
@@ -186,13 +186,13 @@ def _train(config, workdir: str, task: Task, echo) -> dict:
 def whole_run_evaluations(workdir: str) -> dict:
     """initial_eval, final_eval and best_eval_loss over every evaluation the workdir's run has
     logged, including those before a resume (metrics.jsonl keeps them)."""
-    evals = [{k: v for k, v in r.items() if k not in ("step", "kind")} | {"step": r["step"]}
-             for r in read_metrics(workdir, "eval")]
+    evals = read_metrics(workdir, "eval")
+    values = lambda record: {k: v for k, v in record.items() if k not in ("step", "kind")}  # noqa: E731
     out = {}
     if evals:
-        out["final_eval"] = {k: v for k, v in evals[-1].items() if k != "step"}
+        out["final_eval"] = values(evals[-1])
         if evals[0]["step"] == 0:
-            out["initial_eval"] = {k: v for k, v in evals[0].items() if k != "step"}
+            out["initial_eval"] = values(evals[0])
         losses = [r["loss"] for r in evals if isinstance(r.get("loss"), float)]
         if losses:
             out["best_eval_loss"] = min(losses)
@@ -225,13 +225,13 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
         if bad:
             checkpointer.wait()  # the last save finished and its checksums written
             saved = checkpointer.steps()
+            problem = checksums.verify_or_explain(checkpointer.directory, saved[-1]) if saved else None
             if not saved:
                 where = "no checkpoint had been saved yet"
-            elif checksums.is_verified(checkpointer.directory, saved[-1]):
+            elif problem is None:
                 where = f"the last checkpoint (step {saved[-1]}) is intact (checksums verified) in {checkpointer.directory}"
             else:
-                where = (f"the last checkpoint is step {saved[-1]} in {checkpointer.directory} "
-                         f"({checksums.verify(checkpointer.directory, saved[-1]) or 'no checksums to verify it'})")
+                where = f"the last checkpoint is step {saved[-1]} in {checkpointer.directory} ({problem})"
             raise TrainingDiverged(f"training diverged: {bad[0]} is {values[bad[0]]} at step {step}; "
                                    f"stopped without saving, {where}")
         if step % train_cfg.log_every == 0 or step == num_steps:
@@ -346,16 +346,6 @@ def start_from_run(state, init_from: str, placement, echo):
     echo(f"initialised the parameters from {init_from} ({source.config.get('task')} run, step {source.step}); "
          f"fresh optimizer")
     return state.replace(params=jax.device_put(source.params, placement.state.params))
-
-
-def check_loop_fields(train_cfg) -> None:
-    """The loop's own train fields, checked before anything is built or written."""
-    for field in ("num_steps", "log_every", "eval_every", "checkpoint_every", "keep_checkpoints"):
-        value = train_cfg[field]
-        if not isinstance(value, int) or value < 1:
-            raise config_lib.ConfigError(f"train.{field} must be an integer of at least 1, got {value!r}"
-                                         + ("; the newest checkpoint is always kept" if field == "keep_checkpoints"
-                                            else ""))
 
 
 def check_steps_per_call(train_cfg, task: Optional[Task] = None) -> int:
