@@ -114,11 +114,11 @@ def test_classifier_is_cached_per_data_set(tmp_path, monkeypatch):
 
 
 def test_bad_input_is_a_one_line_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown loss.name 'wgan'; expected one of minimax"):
+    with pytest.raises(ValueError, match="config field loss.name='wgan' is not allowed: expected one of minimax"):
         build_task(ring_config("loss.name=wgan"), str(tmp_path))
-    with pytest.raises(DataError, match="unknown 2-D data.dataset 'spiral'; expected one of ring, grid"):
+    with pytest.raises(ValueError, match="config field data.dataset='spiral' is not allowed: expected one of ring, grid, digits"):
         build_task(ring_config("data.dataset=spiral"), str(tmp_path))
-    with pytest.raises(ValueError, match="model.pack must be at least 1"):
+    with pytest.raises(ValueError, match="config field model.pack=0 is not allowed: expected an integer >= 1"):
         build_task(ring_config("model.pack=0"), str(tmp_path))
     with pytest.raises(DataError, match="model.num_classes=5 but the data have 8 classes"):
         build_task(ring_config("model.num_classes=5"), str(tmp_path))

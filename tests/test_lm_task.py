@@ -30,7 +30,7 @@ def test_gradient_accumulation_equals_one_large_batch(tiny_lm_config):
 
 def test_batch_not_divisible_by_accumulation_is_named(tiny_lm_config):
     config = apply_overrides(tiny_lm_config, ["train.batch_size=6", "train.grad_accum_steps=4"])
-    with pytest.raises(ValueError, match="batch_size 6 is not divisible by train.grad_accum_steps 4"):
+    with pytest.raises(ValueError, match="config field train.batch_size=6 is not divisible by train.grad_accum_steps=4"):
         build_task(config, "")
 
 

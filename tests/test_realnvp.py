@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aigc_jax.config import load_config
+from aigc_jax.config import ConfigError, load_config
 from aigc_jax.data import density2d
 from aigc_jax.data.text import DataError
 from aigc_jax.families.flow import model as realnvp
@@ -189,8 +189,8 @@ def test_tiny_image_run_learns_and_writes_samples(tmp_path):
 
 @pytest.mark.parametrize("overrides, error, message", [
     (["model.num_scales=5"], ValueError, "divisible by 16, got 8x8"),
-    (["model.alpha=0.5"], ValueError, "model.alpha must be in"),
-    (["data.dataset=swiss"], DataError, "unknown data.dataset"),
+    (["model.alpha=0.5"], ConfigError, r"config field model.alpha=0.5 is not allowed: expected a finite number > 0 and < 0.5"),
+    (["data.dataset=swiss"], ConfigError, "config field data.dataset='swiss' is not allowed: expected one of digits, moons"),
     (["data.path=/nonexistent/images.idx"], DataError, "does not exist"),
 ])
 def test_bad_config_is_a_clear_error(overrides, error, message):

@@ -188,9 +188,9 @@ def test_tiny_run_learns_and_writes_its_figures(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     (["model.decoder=bernoulli", "data.binarize=none"], "needs binary images"),
-    (["model.kind=dense"], "unknown model.kind"),
-    (["data.binarize=random"], "unknown data.binarize"),
-    (["eval.iwae_samples=0"], "eval.iwae_samples must be at least 1"),
+    (["model.kind=dense"], "config field model.kind='dense' is not allowed: expected one of mlp, conv"),
+    (["data.binarize=random"], "config field data.binarize='random' is not allowed"),
+    (["eval.iwae_samples=0"], "config field eval.iwae_samples=0 is not allowed"),
 ])
 def test_bad_config_is_a_clear_error(overrides, message):
     with pytest.raises(ValueError, match=message):

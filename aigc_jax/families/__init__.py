@@ -11,7 +11,6 @@ import os
 
 import jax
 
-from aigc_jax import config_rules
 from aigc_jax.config import ConfigError
 from aigc_jax.train import loop
 from aigc_jax.train.task import Task
@@ -33,10 +32,11 @@ def task_module(name: str):
 
 
 def check_config(config) -> None:
-    """One pass over the config's declared ranges and choices (shared and the family's), each bad
-    value a one-line ConfigError naming the field; a sweep checks every point with it up front."""
-    module = task_module(config.task)
-    config_rules.check(config, {**config_rules.SHARED_RULES, **getattr(module, "FIELD_RULES", {})})
+    """The family's check of a config before anything is built: its declared ranges and choices
+    (shared and the family's FIELD_RULES, aigc_jax/config_rules.py) and the constraints between
+    fields, each bad value a one-line error naming the field. A sweep checks every point with it
+    up front."""
+    task_module(config.task).check_config(config)
 
 
 def build_task(config, workdir: str) -> Task:

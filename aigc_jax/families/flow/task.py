@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import config as config_lib
+from aigc_jax import config_rules as rules
 from aigc_jax.data import density2d
 from aigc_jax.data import images as image_data
-from aigc_jax.data.text import DataError
 from aigc_jax.image_grid import save_image_grid
 from aigc_jax.families.flow.model import RealNVP2D, RealNVPImage, check_image_shape
 from aigc_jax.nn.params import count_params
@@ -44,6 +44,19 @@ from aigc_jax.families.flow.losses import dequantize, image_negative_log_likelih
 from aigc_jax.families.flow.plots import density_grid, save_density_figure
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.num_levels")
+# Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
+FIELD_RULES = {
+    "data.dataset": rules.Choices(("digits",) + density2d.DATASETS), "data.path": rules.TEXT,
+    "data.test_fraction": rules.OPEN_FRACTION, "data.noise": rules.NON_NEGATIVE, "data.num_test": rules.at_least(1),
+    "data.num_levels": rules.AnyOf((rules.Choices((0,)), rules.at_least(2))),  # 0: inferred from the data
+    "model.num_couplings": rules.at_least(1), "model.hidden_dim": rules.at_least(1),
+    "model.num_hidden_layers": rules.at_least(1), "model.num_scales": rules.at_least(1),
+    "model.couplings_per_scale": rules.at_least(1), "model.hidden_channels": rules.at_least(1),
+    "model.num_blocks": rules.at_least(0), "model.log_scale_bound": rules.POSITIVE,
+    "model.alpha": rules.Range(low=0, high=0.5, low_open=True, high_open=True),
+    "eval.grid_samples": rules.at_least(1), "eval.temperature": rules.POSITIVE, "eval.plot_extent": rules.POSITIVE,
+    "eval.grid_resolution": rules.at_least(2),
+}
 _EVAL_SALT = 0xE7A1
 _SAMPLE_SALT = 0x5A4
 
@@ -123,25 +136,8 @@ def is_2d(config) -> bool:
 
 
 def check_config(config) -> None:
-    for field in ("train.batch_size", "eval.batch_size", "eval.grid_samples", "eval.grid_resolution",
-                  "model.num_couplings", "model.hidden_dim", "model.num_hidden_layers", "model.hidden_channels",
-                  "model.couplings_per_scale", "model.num_scales", "data.num_test"):
-        section, name = field.split(".")
-        if config[section][name] < 1:
-            raise ValueError(f"{field} must be at least 1, got {config[section][name]}")
-    if config.model.num_blocks < 0:
-        raise ValueError(f"model.num_blocks must be non-negative, got {config.model.num_blocks}")
-    if config.model.log_scale_bound <= 0:
-        raise ValueError(f"model.log_scale_bound must be positive, got {config.model.log_scale_bound}")
-    if not 0.0 < config.model.alpha < 0.5:
-        raise ValueError(f"model.alpha must be in (0, 0.5), got {config.model.alpha}")
-    if config.eval.temperature <= 0 or config.eval.plot_extent <= 0:
-        raise ValueError("eval.temperature and eval.plot_extent must be positive")
-    if not config.data.path and config.data.dataset not in ("digits",) + density2d.DATASETS:
-        raise DataError(f"unknown data.dataset {config.data.dataset!r}; expected digits (images), one of "
-                        f"{', '.join(density2d.DATASETS)} (2-D), or an image file in data.path")
-    if config.data.num_levels < 0 or config.data.num_levels == 1:
-        raise ValueError(f"data.num_levels must be 0 (infer) or at least 2, got {config.data.num_levels}")
+    rules.check_family(config, FIELD_RULES)
+
 
 
 def make_2d_model(model_cfg) -> RealNVP2D:

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax import config_rules as rules
+from aigc_jax.data import toy2d
 from aigc_jax.families.gan import losses
 from aigc_jax.families.gan.losses import LOSSES
 from aigc_jax.data.text import DataError
@@ -49,6 +51,23 @@ from aigc_jax.train.update import apply_gradients
 from aigc_jax.families.gan.data import ImageSource, ToySource
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.image_size")
+# Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
+FIELD_RULES = {
+    "model.kind": rules.Choices(("mlp", "dcgan")),  # mlp for 2-D data, dcgan for images
+    "loss.name": rules.Choices(tuple(LOSSES)), "loss.gp_weight": rules.NON_NEGATIVE, "loss.r1_gamma": rules.NON_NEGATIVE,
+    "train.n_critic": rules.at_least(1), "train.ema_decay": rules.FRACTION,
+    "model.latent_dim": rules.at_least(1), "model.num_classes": rules.at_least(0), "model.pack": rules.at_least(1),
+    "model.bn_momentum": rules.FRACTION, "model.g_hidden": rules.at_least(1), "model.g_layers": rules.at_least(1),
+    "model.g_batch_norm": rules.FLAG, "model.d_hidden": rules.at_least(1), "model.d_layers": rules.at_least(1),
+    "model.d_maxout_pieces": rules.at_least(1), "model.g_width": rules.at_least(1), "model.d_width": rules.at_least(1),
+    "data.dataset": rules.Choices(toy2d.DATASETS + ("digits",)), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
+    "data.std": rules.NON_NEGATIVE, "data.ring_modes": rules.at_least(1), "data.ring_radius": rules.POSITIVE,
+    "data.grid_side": rules.at_least(1), "data.grid_spacing": rules.POSITIVE, "data.num_train": rules.at_least(1),
+    "data.test_fraction": rules.OPEN_FRACTION, "data.image_size": rules.at_least(0),  # 0: the images' own size
+    "eval.num_samples": rules.at_least(1), "eval.standing_stats_samples": rules.at_least(1),
+    "eval.grid_samples": rules.at_least(1), "eval.classifier_steps": rules.at_least(0),  # 0: no classifier scores
+    "eval.classifier_cache": rules.TEXT,
+}
 
 
 @dataclass(frozen=True)
@@ -197,21 +216,7 @@ def fixed_latents(seed: int, salt: int, count: int, latent_dim: int, num_classes
 
 
 def check_config(config) -> None:
-    if config.model.kind not in ("mlp", "dcgan"):
-        raise ValueError(f"unknown model.kind {config.model.kind!r}; expected 'mlp' (2-D data) or 'dcgan' (images)")
-    if config.loss.name not in LOSSES:
-        raise ValueError(f"unknown loss.name {config.loss.name!r}; expected one of {', '.join(LOSSES)}")
-    minimums = {"model.pack": 1, "train.n_critic": 1, "train.batch_size": 1, "model.latent_dim": 1,
-                "eval.batch_size": 1, "eval.num_samples": 1, "model.num_classes": 0}
-    for field, low in minimums.items():
-        section, name = field.split(".")
-        value = config[section][name]
-        if value < low:
-            raise ValueError(f"{field} must be at least {low}, got {value}")
-    if not 0.0 <= config.train.ema_decay < 1.0:
-        raise ValueError(f"train.ema_decay must be in [0, 1), got {config.train.ema_decay}")
-    if config.loss.gp_weight < 0 or config.loss.r1_gamma < 0:
-        raise ValueError("loss.gp_weight and loss.r1_gamma must be non-negative")
+    rules.check_family(config, FIELD_RULES)
 
 
 def build(config, workdir: str) -> Task:

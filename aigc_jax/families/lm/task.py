@@ -41,7 +41,10 @@ FIELD_RULES = {
     "data.tokenizer": rules.Choices(("char", "byte")), "data.corpus": rules.Choices(("stdlib", "markov")),
     "data.val_fraction": rules.Range(low=0, high=1, low_open=True, high_open=True),
     "loss.z_loss": rules.NON_NEGATIVE, "train.grad_accum_steps": rules.at_least(1),
-    "eval.num_windows": rules.at_least(0),
+    "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
+    "data.markov_order": rules.at_least(1), "data.markov_seed": rules.at_least(0),
+    "data.markov_concentration": rules.POSITIVE, "model.parallel_block": rules.FLAG, "model.use_bias": rules.FLAG,
+    "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG,
 }
 
 
@@ -132,11 +135,20 @@ def build_model(config, vocab_size: int) -> TransformerLM:
     return TransformerLM.from_config(config.model, vocab_size)
 
 
+def check_config(config) -> None:
+    rules.check_family(config, FIELD_RULES)
+    model, train_cfg = config.model, config.train
+    divisions = (("train.batch_size", train_cfg.batch_size, "train.grad_accum_steps", train_cfg.grad_accum_steps),
+                 ("model.embed_dim", model.embed_dim, "model.num_heads", model.num_heads),
+                 ("model.num_heads", model.num_heads, "model.num_kv_heads", model.num_kv_heads or model.num_heads))
+    for name, value, divisor_name, divisor in divisions:
+        if value % divisor:
+            raise config_lib.ConfigError(f"config field {name}={value} is not divisible by {divisor_name}={divisor}")
+
+
 def build(config, workdir: str) -> Task:
+    check_config(config)
     train_cfg = config.train
-    if train_cfg.batch_size % train_cfg.grad_accum_steps:
-        raise ValueError(f"train.batch_size {train_cfg.batch_size} is not divisible by "
-                         f"train.grad_accum_steps {train_cfg.grad_accum_steps}")
     context = config.model.context_length
     if config.data.corpus == "markov" and not config.data.path:
         tokenizer, windows_at, eval_windows, description = markov_data(config, workdir)

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aigc_jax import config_rules as rules
 from aigc_jax.nn import losses
 from aigc_jax.families.seq2seq import decoding
 from aigc_jax.config import ConfigError, load_saved_config
@@ -37,6 +38,22 @@ from aigc_jax.train.update import apply_update
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
 MODEL_FIELDS = ("task", "model", "data.task", "data.alphabet", "data.max_length", "data.max_digits")
+# Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built; the
+# constraints between data fields (lengths, held-out lengths, digits) are checked with the data.
+FIELD_RULES = {
+    "data.task": rules.Choices(data_lib.TASKS), "data.path": rules.TEXT, "data.val_fraction": rules.OPEN_FRACTION,
+    "data.alphabet": rules.TEXT, "data.min_length": rules.at_least(1), "data.max_length": rules.at_least(1),
+    "data.test_min_length": rules.at_least(1), "data.test_max_length": rules.at_least(1),
+    "data.heldout_lengths": rules.TEXT, "data.max_digits": rules.Range(low=1, high=9, integer=True),
+    "data.test_digits": rules.at_least(1), "data.add_sampling": rules.Choices(("digits", "numbers")),
+    "data.test_fraction": rules.OPEN_FRACTION, "eval.num_examples": rules.at_least(1),
+    "model.num_encoder_layers": rules.at_least(1), "model.num_decoder_layers": rules.at_least(1),
+    "model.num_heads": rules.at_least(1), "model.embed_dim": rules.at_least(1),
+    "model.mlp": rules.Choices(("gelu", "swiglu")), "model.mlp_ratio": rules.POSITIVE,
+    "model.norm": rules.Choices(("layernorm", "rmsnorm")), "model.use_bias": rules.FLAG,
+    "model.positions": rules.Choices(("sinusoidal", "learned")), "model.share_embeddings": rules.FLAG,
+    "model.dropout": rules.FRACTION, "model.dtype": rules.Choices(("float32", "bfloat16")),
+}
 
 SHARDING_RULES = LM_SHARDING_RULES + (
     (r"(source_embed|target_embed)\.embedding$", ("vocab", "embed")),
@@ -130,7 +147,15 @@ def load_data(config, workdir: str):
     return vocab, train_batch, test, unseen, description
 
 
+def check_config(config) -> None:
+    rules.check_family(config, FIELD_RULES)
+    if config.model.embed_dim % config.model.num_heads:
+        raise ConfigError(f"config field model.embed_dim={config.model.embed_dim} is not divisible by "
+                          f"model.num_heads={config.model.num_heads}")
+
+
 def build(config, workdir: str) -> Task:
+    check_config(config)
     vocab, train_batch, test, unseen, description = load_data(config, workdir)
     model = build_model(config, vocab)
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)

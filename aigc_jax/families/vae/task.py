@@ -32,7 +32,8 @@ import numpy as np
 
 from aigc_jax import config as config_lib
 from aigc_jax.data import images as image_data
-from aigc_jax.families.vae.model import VAE
+from aigc_jax import config_rules as rules
+from aigc_jax.families.vae.model import KINDS, LIKELIHOODS, VAE
 from aigc_jax.nn.params import count_params
 from aigc_jax.train.task import Task
 from aigc_jax.train.restore import restore_params
@@ -45,6 +46,16 @@ from aigc_jax.families.vae.plots import save_figures
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path")
 BINARIZATIONS = ("threshold", "stochastic", "none")
+# Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
+FIELD_RULES = {
+    "data.dataset": rules.Choices(("digits",)), "data.path": rules.TEXT, "data.test_fraction": rules.OPEN_FRACTION,
+    "data.binarize": rules.Choices(BINARIZATIONS), "model.kind": rules.Choices(KINDS),
+    "model.decoder": rules.Choices(LIKELIHOODS), "model.latent_dim": rules.at_least(1),
+    "model.hidden_dim": rules.at_least(1), "model.num_layers": rules.at_least(1),
+    "model.conv_channels": rules.at_least(1), "model.min_std": rules.POSITIVE, "loss.beta": rules.NON_NEGATIVE,
+    "eval.iwae_samples": rules.at_least(1), "eval.num_examples": rules.at_least(0),  # 0: the whole test split
+    "eval.grid_samples": rules.at_least(1), "eval.interpolation_steps": rules.at_least(2),
+}
 _BINARIZE_SALT = 0xB1
 _EVAL_SALT = 0xE7A1
 
@@ -131,21 +142,10 @@ class VAESetup:
 
 
 def check_config(config) -> None:
-    if config.data.binarize not in BINARIZATIONS:
-        raise ValueError(f"unknown data.binarize {config.data.binarize!r}; expected one of {', '.join(BINARIZATIONS)}")
+    rules.check_family(config, FIELD_RULES)
     if config.model.decoder == "bernoulli" and config.data.binarize == "none":
-        raise ValueError("model.decoder='bernoulli' needs binary images: set data.binarize to 'threshold' or "
-                         "'stochastic' (or use model.decoder='gaussian' for grey levels)")
-    for field, value, low in (("train.batch_size", config.train.batch_size, 1),
-                              ("eval.batch_size", config.eval.batch_size, 1),
-                              ("eval.iwae_samples", config.eval.iwae_samples, 1),
-                              ("eval.num_examples", config.eval.num_examples, 0),
-                              ("eval.interpolation_steps", config.eval.interpolation_steps, 2),
-                              ("eval.grid_samples", config.eval.grid_samples, 1)):
-        if value < low:
-            raise ValueError(f"{field} must be at least {low}, got {value}")
-    if config.loss.beta < 0:
-        raise ValueError(f"loss.beta must be non-negative, got {config.loss.beta}")
+        raise config_lib.ConfigError("model.decoder='bernoulli' needs binary images: set data.binarize to "
+                                     "'threshold' or 'stochastic' (or use model.decoder='gaussian' for grey levels)")
 
 
 def prepare(config) -> VAESetup:
