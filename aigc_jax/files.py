@@ -1,20 +1,63 @@
-"""Small JSON files a run keeps in its workdir (config, tokenizer, vocabulary, summary): written
-atomically, read with errors that name the file."""
+"""Small files a run keeps in its workdir (config, tokenizer, vocabulary, summary, checksums):
+written atomically, read with errors that name the file; a full disk is one line (DiskFull)."""
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 from typing import Any, Callable
 
 
-def write_json(path: str, payload: Any, **dump_args) -> str:
-    """Writes `payload` to `path` through a temporary file and a rename, so a reader (or a run
-    killed mid-write) sees the old file or the new one, never half of one."""
+class DiskFull(OSError):
+    """No space left on the device: one line naming what was being written, the bytes it needs
+    and the bytes free. What was written before stays intact, and no temporary file is left."""
+
+    def __init__(self, what: str, path: str, needed: int):
+        self.path, self.needed, self.free = path, needed, free_bytes(path)
+        super().__init__(errno.ENOSPC, f"no space left on device for {what} {path!r}: it needs about "
+                                       f"{needed:,} bytes and {self.free:,} are free; free some space and "
+                                       f"rerun the same command (earlier files are intact)")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def free_bytes(path: str) -> int:
+    """Free bytes on the filesystem holding `path` (its nearest existing ancestor)."""
+    path = os.path.abspath(path)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """ENOSPC, also when a storage library reports it inside another error's message."""
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
+
+
+def write_text(path: str, text: str, what: str = "the file") -> str:
+    """Writes `text` to `path` through a temporary file and a rename, so a reader (or a run
+    killed mid-write) sees the old file or the new one, never half of one. A failed write
+    removes the temporary file; a full disk is a DiskFull naming the path."""
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(payload, f, **dump_args)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if is_disk_full(e):
+            raise DiskFull(what, path, len(text.encode("utf-8"))) from None
+        raise
     return path
+
+
+def write_json(path: str, payload: Any, **dump_args) -> str:
+    """`payload` as JSON, written atomically (write_text)."""
+    return write_text(path, json.dumps(payload, **dump_args), "the JSON file")
 
 
 def read_json(path: str, what: str, parse: Callable[[Any], Any] = lambda spec: spec) -> Any:

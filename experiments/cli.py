@@ -11,13 +11,14 @@ from absl import app, flags, logging
 from aigc_jax import compilation_cache
 from aigc_jax.config import ConfigError, load_config
 from aigc_jax.data.text import DataError
+from aigc_jax.files import DiskFull, is_disk_full
 from aigc_jax.data.tokenizers import UnknownCharactersError
 from aigc_jax.train.checkpoints import CheckpointError
 from aigc_jax.train.loop import TrainingDiverged, TrainingInterrupted
 from aigc_jax.train.workdir_lock import WorkdirLocked
 
 USER_ERRORS = (ConfigError, DataError, CheckpointError, UnknownCharactersError, TrainingDiverged, FileNotFoundError,
-               ValueError, WorkdirLocked)
+               ValueError, WorkdirLocked, DiskFull)
 
 flags.DEFINE_string("config", None, "Config file and variant, e.g. configs/gpt_char.py:tiny.")
 
@@ -76,5 +77,10 @@ def run(main: Callable[[list[str]], None]) -> None:
             _exit("interrupted", 130)
         except USER_ERRORS as e:
             _exit(f"error: {e}", 2)
+        except OSError as e:
+            if not is_disk_full(e):
+                raise
+            _exit(f"error: no space left on device writing {e.filename or 'the workdir'}; free some space and "
+                  f"rerun the same command (earlier checkpoints are intact)", 2)
 
     app.run(wrapped, argv=argv)

@@ -1,5 +1,6 @@
 """Issue 17's defects, each reproduced: what a rerun, a torn log line, damaged bytes or a huge value
 did to a run's files, and the config values that were accepted and lost the trained model."""
+import errno
 import json
 import math
 import os
@@ -244,3 +245,75 @@ cli.run(main)
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "error: Cannot save arrays with zero size" in result.stderr
+
+
+def no_space(*_args, **_kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_full_disk_while_writing_a_small_file_is_one_line_and_leaves_no_temporary(tmp_path, monkeypatch):
+    from aigc_jax import files
+    path = str(tmp_path / "config.json")
+    files.write_json(path, {"kept": True})
+    monkeypatch.setattr(files.os, "replace", no_space)
+    with pytest.raises(files.DiskFull) as error:
+        files.write_json(path, {"kept": False, "text": "x" * 1000})
+    message = str(error.value)
+    assert "\n" not in message and message.startswith(f"no space left on device for the JSON file {path!r}")
+    assert f"it needs about {len(json.dumps({'kept': False, 'text': 'x' * 1000})):,} bytes" in message
+    assert os.listdir(tmp_path) == ["config.json"] and json.load(open(path)) == {"kept": True}
+
+
+def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
+    import numpy as np
+    from aigc_jax.files import DiskFull
+    from aigc_jax.train.checkpoints import Checkpointer
+    directory = tmp_path / "checkpoints"
+    checkpointer = Checkpointer(str(directory))
+    state = {"w": np.arange(1000, dtype=np.float32)}
+    checkpointer.save(10, state)
+    checkpointer.wait()
+    manager = checkpointer.manager
+
+    def fail_after_starting(step, args):  # as Orbax does: a partial directory, then the error at the wait
+        (directory / f"{step}.orbax-checkpoint-tmp").mkdir()
+        monkeypatch.setattr(manager, "wait_until_finished", lambda: (_ for _ in ()).throw(ValueError(
+            "RESOURCE_EXHAUSTED: Error writing 'w' in OCDBT database: No space left on device [os_error_code='28']")))
+
+    monkeypatch.setattr(manager, "save", fail_after_starting)
+    checkpointer.save(20, {"w": np.zeros(1000, np.float32)})
+    with pytest.raises(DiskFull) as error:
+        checkpointer.wait()
+    message = str(error.value)
+    assert "\n" not in message and "the checkpoint of step 20" in message and "4,000 bytes" in message
+    assert sorted(os.listdir(directory)) == ["10"]  # no partial directory, the earlier step intact
+    checkpointer.close()  # nothing more is waited for or written
+    monkeypatch.undo()
+    again = Checkpointer(str(directory))
+    restored, step = again.restore_latest(state)
+    again.close()
+    assert step == 10 and np.array_equal(restored["w"], state["w"])
+
+
+def test_a_full_disk_is_one_line_from_the_command(tmp_path):
+    """A real full disk: a 400 KiB tmpfs (needs permission to mount one; skipped otherwise)."""
+    import shutil
+    import subprocess
+    import sys
+    from tests.conftest import REPO
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if shutil.which("mount") is None or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("needs permission to mount a tmpfs")
+    try:
+        command = [sys.executable, "-m", "experiments.train", "--config", "configs/markov_lm.py:tiny",
+                   "--workdir", str(mount / "run"), "--config.train.progress_bar=false", "--config.model.embed_dim=64"]
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert result.stderr.strip().count("\n") == 0, result.stderr[-3000:]
+        assert result.stderr.startswith("error: no space left on device for the checkpoint of step")
+        leftovers = [p for p in (mount / "run").rglob("*") if "tmp" in p.name]
+        assert leftovers == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)

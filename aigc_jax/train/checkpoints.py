@@ -11,12 +11,14 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from typing import Any, Optional
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from aigc_jax.files import DiskFull, is_disk_full
 from aigc_jax.train import checksums
 
 log = logging.getLogger(__name__)
@@ -79,11 +81,43 @@ def _quiet_storage_logs():
             logger.setLevel(level)
 
 
+class _DropOrbaxErrors(logging.Filter):
+    """Orbax logs a failed background save with a traceback from each of its threads (about 300
+    lines for a full disk); the same error reaches the main thread at the next wait, where it
+    becomes one line (DiskFull, or the CLI's "error: ..."), so the logged copies are dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _drop_closed_loop_callbacks() -> None:
+    """After a failed save, TensorStore's completion callbacks reach Orbax's already-closed event
+    loop and each prints an "Event loop is closed" traceback through sys.unraisablehook (dozens,
+    at random moments, even after the run has ended). They carry nothing: the failure itself is
+    raised in the main thread. Only that one message is dropped; every other one is passed on."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_callbacks", False):
+        return
+
+    def hook(unraisable):
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.drops_closed_loop_callbacks = True
+    sys.unraisablehook = hook
+
+
 class Checkpointer:
     def __init__(self, directory: str, keep: int = 3):
         self.directory = os.path.abspath(directory)
         self.keep = keep
         self._unsummed: list[int] = []  # saved steps whose checksums are not written yet
+        self._saving_bytes = 0  # the bytes of the saves in flight
+        self._failed = False  # a save failed: nothing more is written or waited for
+        _drop_closed_loop_callbacks()
+        self._log_filter = _DropOrbaxErrors()
+        logging.getLogger("absl").addFilter(self._log_filter)
         self._open()
 
     def _open(self) -> None:
@@ -98,14 +132,42 @@ class Checkpointer:
         """Starts saving `state` as `step` (asynchronously; `wait` blocks until it is on disk).
         The previous save's checksums are written first (it has finished by then)."""
         self._write_checksums()
-        self.manager.save(step, args=ocp.args.StandardSave(state))
+        self._saving_bytes = sum(int(np.size(leaf)) * np.dtype(leaf.dtype).itemsize
+                                 for leaf in jax.tree_util.tree_leaves(state) if hasattr(leaf, "dtype"))
         self._unsummed.append(step)
+        with self._save_failures():
+            self.manager.save(step, args=ocp.args.StandardSave(state))
 
     def wait(self) -> None:
         self._write_checksums()
 
+    @contextlib.contextmanager
+    def _save_failures(self):
+        """A save that fails ends the run's writing here: a full disk is one DiskFull line naming
+        the checkpoint's bytes, with the partial directory removed (the earlier checkpoints are
+        untouched); any other failure is re-raised as it is."""
+        try:
+            yield
+        except Exception as e:
+            self._failed = True
+            steps = ", ".join(map(str, self._unsummed))
+            self._remove_partial_saves()
+            if is_disk_full(e):
+                raise DiskFull(f"the checkpoint of step {steps} (its arrays; more with metadata) in", self.directory,
+                               self._saving_bytes) from None
+            raise
+
+    def _remove_partial_saves(self) -> None:
+        if os.path.isdir(self.directory):
+            for name in os.listdir(self.directory):
+                if ".orbax-checkpoint-tmp" in name:
+                    shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+
     def _write_checksums(self) -> None:
-        self.manager.wait_until_finished()
+        if self._failed:
+            return
+        with self._save_failures():
+            self.manager.wait_until_finished()
         on_disk = set(self.steps())
         for step in self._unsummed:
             if step in on_disk:
@@ -184,5 +246,9 @@ class Checkpointer:
         return target
 
     def close(self) -> None:
-        self._write_checksums()
-        self.manager.close()
+        try:
+            self._write_checksums()
+        finally:
+            if not self._failed:
+                self.manager.close()
+            logging.getLogger("absl").removeFilter(self._log_filter)

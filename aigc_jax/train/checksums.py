@@ -9,6 +9,8 @@ import hashlib
 import os
 from typing import Optional
 
+from aigc_jax.files import write_text
+
 CHECKSUMS_DIR = "checksums"
 
 
@@ -37,10 +39,7 @@ def write(checkpoints_dir: str, step: int) -> str:
     lines = [f"{_digest(os.path.join(step_dir, name))}  {name}\n" for name in _files(step_dir)]
     path = checksum_path(checkpoints_dir, step)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(lines)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_text(path, "".join(lines), "the checksums")
 
 
 def verify(checkpoints_dir: str, step: int) -> Optional[str]:

@@ -5,6 +5,7 @@ import json
 import math
 import os
 
+from aigc_jax.files import write_text
 from aigc_jax.train.tensorboard import EventWriter
 
 METRICS_FILE = "metrics.jsonl"
@@ -43,10 +44,7 @@ class MetricsWriter:
                 raise ValueError(f"damaged metrics file {self.path!r}: line {number} is not a JSON record")
             if record_step <= step:
                 kept.append(line.rstrip("\n") + "\n")
-        tmp = self.path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+        write_text(self.path, "".join(kept), "the metrics log")
 
     def write(self, step: int, kind: str, values: dict) -> None:
         record = {"step": int(step), "kind": kind, **{k: _plain(v) for k, v in values.items()}}

@@ -12,6 +12,8 @@ import os
 import socket
 import time
 
+from aigc_jax.files import DiskFull, is_disk_full
+
 LOCK_FILE = ".lock"
 
 
@@ -51,8 +53,14 @@ class WorkdirLock:
                 raise WorkdirLocked(f"workdir {os.path.dirname(self.path)!r} is in use by another run ({who}); "
                                     f"wait for it to finish, or use another --workdir (if that process is gone, "
                                     f"remove {self.path})") from None
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(me, f)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(me, f)
+            except OSError as e:  # e.g. a full disk: no half-written lock left behind
+                os.remove(self.path)
+                if is_disk_full(e):
+                    raise DiskFull("the workdir lock", self.path, len(json.dumps(me))) from None
+                raise
             self.held = True
             return self
         raise WorkdirLocked(f"could not take the lock {self.path}")
