@@ -200,3 +200,13 @@ def test_several_steps_per_compiled_call_train_the_same_steps(tiny_lm_config, tm
     assert five["final_eval"]["loss"] == pytest.approx(one["final_eval"]["loss"], abs=1e-5)
     with pytest.raises(ConfigError, match="steps_per_call=3 must divide train.num_steps"):
         families.train(apply_overrides(tiny_lm_config, ["train.steps_per_call=3"]), str(tmp_path / "bad"), echo=quiet)
+
+
+def test_a_resumed_run_tells_tensorboard_to_drop_the_steps_logged_past_its_checkpoint(tmp_path):
+    from aigc_jax.train.tensorboard import EventWriter
+    fresh, resumed = EventWriter(str(tmp_path / "a")), EventWriter(str(tmp_path / "b"), resume_step=20)
+    fresh.close(), resumed.close()
+    assert len(read_tensorboard_records(fresh.path)) == 1  # the version event only
+    start = read_tensorboard_records(resumed.path)[1]
+    # Event{step=2: 21, session_log=6: SessionLog{status=1: START=1}}
+    assert start[9:11] == bytes([2 << 3, 21]) and start[11:] == bytes([6 << 3 | 2, 2, 1 << 3, 1])

@@ -27,7 +27,7 @@ class MetricsWriter:
         self.path = os.path.join(workdir, METRICS_FILE)
         self._truncate_after(resume_step)
         self._file = open(self.path, "a", encoding="utf-8")
-        self._events = EventWriter(os.path.join(workdir, "tensorboard")) if tensorboard else None
+        self._events = EventWriter(os.path.join(workdir, "tensorboard"), resume_step) if tensorboard else None
 
     def _truncate_after(self, step: int) -> None:
         """Keeps the records up to `step`; a torn last line (a run killed mid-write) is dropped,

@@ -2,8 +2,8 @@
 
 An event file is a TFRecord stream (length, masked CRC-32C of the length, payload,
 masked CRC-32C of the payload) of `Event` protocol buffers; we encode the few fields
-scalars need by hand: Event{wall_time=1, step=2, file_version=3, summary=5},
-Summary{value=1}, Summary.Value{tag=1, simple_value=2}.
+scalars need by hand: Event{wall_time=1, step=2, file_version=3, summary=5, session_log=6},
+Summary{value=1}, Summary.Value{tag=1, simple_value=2}, SessionLog{status=1} with START=1.
 """
 from __future__ import annotations
 
@@ -70,20 +70,30 @@ def encode_version_event(wall_time: float) -> bytes:
     return struct.pack("<Bd", 1 << 3 | 1, wall_time) + _length_delimited(3, b"brain.Event:2")
 
 
+def encode_session_start(step: int, wall_time: float) -> bytes:
+    """SessionLog START at `step`: TensorBoard drops the events of earlier files at or after this
+    step, so the steps an interrupted run logged past its last checkpoint are not shown twice."""
+    return (struct.pack("<Bd", 1 << 3 | 1, wall_time) + _varint(2 << 3) + _varint(step)
+            + _length_delimited(6, _varint(1 << 3) + _varint(1)))
+
+
 def frame_record(data: bytes) -> bytes:
     header = struct.pack("<Q", len(data))
     return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
 
 
 class EventWriter:
-    """Appends scalar summaries to a new events.out.tfevents.* file in `logdir`."""
+    """Appends scalar summaries to a new events.out.tfevents.* file in `logdir`; a run resumed
+    from step s starts its file with a session start at s + 1 (see encode_session_start)."""
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str, resume_step: int = 0):
         os.makedirs(logdir, exist_ok=True)
         name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
         self.path = os.path.join(logdir, name)
         self._file = open(self.path, "ab")
         self._file.write(frame_record(encode_version_event(time.time())))
+        if resume_step:
+            self._file.write(frame_record(encode_session_start(resume_step + 1, time.time())))
 
     def scalars(self, step: int, values: dict) -> None:
         self._file.write(frame_record(encode_scalar_event(step, values, time.time())))
