@@ -20,7 +20,8 @@ setup(
         "scikit-learn",
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        # pytest-xdist: the suite runs on two workers (pytest.ini), as compiling is single-threaded.
+        "test": ["pytest>=7", "pytest-xdist>=3"],
         # The PyTorch eager reference of experiments/bench_lm.py.
         "bench": ["torch"],
     },

@@ -1,8 +1,7 @@
 """Multi-device checks, run in a subprocess whose XLA_FLAGS fake N CPU devices.
 
-  python tests/parallel_worker.py meshes TEXT OUT.json
-  python tests/parallel_worker.py process ID PORT TEXT OUT.json   (one of two processes)
-  python tests/parallel_worker.py single TEXT OUT.json             (the same in one process)
+  python tests/parallel_worker.py meshes TEXT OUT.json            (every mesh against one device)
+  python tests/parallel_worker.py process ID PORT TEXT OUT.json   (one of two processes: mesh 2,2,2)
   python tests/parallel_worker.py save TEXT WORKDIR MESH OUT.npz   (train a few steps on MESH, dump params)
   python tests/parallel_worker.py restore TEXT WORKDIR MESH OUT.npz (restore on MESH, dump params)
   python tests/parallel_worker.py gan OUT.json                      (a GAN step on 8 devices vs 1)
@@ -24,6 +23,7 @@ from aigc_jax.train.placement import place
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 CONFIG = os.path.join(CONFIGS, "gpt_char.py:tiny")
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 1, 8)]
+ACROSS_PROCESSES = (2, 2, 2)  # the mesh two processes share: data, fsdp and tensor axes all split
 
 
 def tiny_config(text, mesh=(-1, 1, 1), extra=()):
@@ -74,6 +74,8 @@ def meshes(text, out):
             "qkv_spec": [a if a is None or isinstance(a, str) else list(a)
                          for a in state.params["block_0"]["attn"]["qkv"]["kernel"].sharding.spec],
         }
+        if shape == ACROSS_PROCESSES:  # what the two-process run must reproduce
+            results[str(shape)].update(steps_result(state, metrics))
     json.dump(results, open(out, "w"))
 
 
@@ -94,23 +96,22 @@ def gan(out):
               open(out, "w"))
 
 
+def steps_result(state, metrics) -> dict:
+    """Loss and gathered parameters after train_steps, as JSON."""
+    return {"loss": float(gather(metrics["loss"])),
+            "params": {k: v.tolist() for k, v in flat(gather(state.params)).items()}}
+
+
 def process(pid, port, text, out):
+    """Three steps on the mesh ACROSS_PROCESSES spanning two processes of 4 devices each;
+    process 0 writes the loss and gathered parameters."""
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=int(pid))
     assert jax.device_count() == 8 and jax.local_device_count() == 4
-    single(text, out)
-
-
-def single(text, out):
-    """Three steps on meshes (8,1,1) and (2,2,2); process 0 writes loss and gathered parameters."""
     task = build_task(tiny_config(text), "")
-    results = {}
-    for shape in [(8, 1, 1), (2, 2, 2)]:
-        state, metrics = train_steps(task, parallel.make_mesh(dict(zip(parallel.MESH_AXES, shape))))
-        params = gather(state.params)
-        results[str(shape)] = {"loss": float(gather(metrics["loss"])),
-                               "params": {k: v.tolist() for k, v in flat(params).items()}}
+    state, metrics = train_steps(task, parallel.make_mesh(dict(zip(parallel.MESH_AXES, ACROSS_PROCESSES))))
+    result = steps_result(state, metrics)
     if jax.process_index() == 0:
-        json.dump(results, open(out, "w"))
+        json.dump(result, open(out, "w"))
 
 
 def save(text, workdir, mesh, out):
@@ -132,5 +133,5 @@ def restore(text, workdir, mesh, out):
 
 
 if __name__ == "__main__":
-    {"meshes": meshes, "process": process, "single": single, "save": save, "restore": restore,
+    {"meshes": meshes, "process": process, "save": save, "restore": restore,
      "gan": gan}[sys.argv[1]](*sys.argv[2:])

@@ -90,6 +90,7 @@ def test_steps_must_divide_into_calls():
     assert out.returncode == 2 and "multiples of --steps_per_call" in out.stderr
 
 
+@pytest.mark.slow  # test_short_run_reports_consistent_numbers covers the benchmark by default
 def test_config_mode_times_the_loops_step(tmp_path):
     out = run_bench("--config=configs/gpt_char.py:tiny", "--steps=2", "--warmup=2", "--repeats=1",
                     f"--json={tmp_path / 'r.json'}")
@@ -97,3 +98,21 @@ def test_config_mode_times_the_loops_step(tmp_path):
     row = json.loads((tmp_path / "r.json").read_text())["table"]["config"]
     assert row["step_ms"] > 0 and 0 < row["mfu"] < 1
     assert "configs/gpt_char.py:tiny" in out.stdout
+
+
+@pytest.mark.slow
+def test_recipe_bench_splits_each_run_into_phases_that_add_up(small_text_file, tmp_path):
+    """experiments/bench_recipe.py on a few steps (JAX side only): the phases of each run add up
+    to its wall time, and the second run finds the compilation cache warm."""
+    out = tmp_path / "recipe.json"
+    result = subprocess.run([sys.executable, "experiments/bench_recipe.py", f"--text={small_text_file}",
+                             "--rounds=1", "--steps=20", "--eval_interval=10", "--eval_windows=24", "--skip_torch",
+                             f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    first, warm = report["rows"]["ours, first run (empty cache)"], report["rows"]["ours (warm cache)"]
+    for row in (first, warm):
+        parts = sum(row[p] for p in ("startup", "compile_wait", "steps", "eval", "checkpoint", "end"))
+        assert parts == pytest.approx(row["total"], rel=1e-6) and row["end"] >= 0
+    assert warm["compile_seconds"] < first["compile_seconds"]
+    assert report["sample_first_character_seconds"]["warm_cache"] > 0

@@ -78,6 +78,7 @@ def test_a_few_hundred_steps_move_samples_toward_the_ring_modes(tmp_path):
     assert os.path.exists(tmp_path / "run" / "samples" / "step_0000300.png")
 
 
+@pytest.mark.slow  # the dcgan family row of test_family_contract covers the image GAN by default
 def test_conditional_dcgan_on_digits_scores_and_writes_grids(tmp_path):
     cache = str(tmp_path / "cache")
     config = load_config(config_path("dcgan.py:tiny"), [

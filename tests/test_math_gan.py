@@ -46,7 +46,7 @@ def test_shift_generator_gradients_closed_forms():
 
 
 def test_item_5(tmp_path):
-    report = gan_game.reproduce(str(tmp_path), mc_samples=50_000)
+    report = gan_game.reproduce(str(tmp_path), steps=1500, batch=2048, mc_samples=50_000)  # D* within 0.040 of 0.05
     assert [c.passed for c in report.checks] == [True] * len(report.checks), report.checks
     for name in report.figures:
         assert (tmp_path / name).stat().st_size > 1000

@@ -29,10 +29,17 @@ def run_worker(devices, *args, background=False):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_every_mesh_computes_the_single_device_steps_with_sharded_parameters(small_text_file, tmp_path):
-    out = tmp_path / "meshes.json"
+@pytest.fixture(scope="module")
+def mesh_results(small_text_file, tmp_path_factory):
+    """Three steps on every mesh of 8 devices against one device (one worker process)."""
+    out = tmp_path_factory.mktemp("meshes") / "meshes.json"
     run_worker(8, "meshes", small_text_file, out)
-    results = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+@pytest.mark.xdist_group("meshes")
+def test_every_mesh_computes_the_single_device_steps_with_sharded_parameters(mesh_results):
+    results = mesh_results
     for shape, r in results.items():
         assert r["loss_diff"] < TOLERANCE and r["max_param_diff"] < TOLERANCE, (shape, r)
     assert results["(8, 1, 1)"]["sharded_params"] == []  # pure data parallel: replicated
@@ -60,22 +67,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_processes_compute_the_same_steps_as_one(small_text_file, tmp_path):
+@pytest.mark.xdist_group("meshes")
+def test_two_processes_compute_the_same_steps_as_one(small_text_file, tmp_path, mesh_results):
+    """Mesh (2, 2, 2) over two processes of 4 devices each equals the same mesh in one process."""
     port = free_port()
-    multi, single = tmp_path / "multi.json", tmp_path / "single.json"
+    multi = tmp_path / "multi.json"
     workers = [run_worker(4, "process", pid, port, small_text_file, multi, background=True) for pid in (0, 1)]
     outputs = [w.communicate(timeout=300)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), "\n".join(o[-2000:] for o in outputs)
-    run_worker(8, "single", small_text_file, single)
-    a, b = json.loads(multi.read_text()), json.loads(single.read_text())
-    for shape in ("(8, 1, 1)", "(2, 2, 2)"):
-        assert abs(a[shape]["loss"] - b[shape]["loss"]) < TOLERANCE
-        for name, value in b[shape]["params"].items():
-            np.testing.assert_allclose(a[shape]["params"][name], value, atol=TOLERANCE, err_msg=name)
+    a, b = json.loads(multi.read_text()), mesh_results["(2, 2, 2)"]
+    assert abs(a["loss"] - b["loss"]) < TOLERANCE
+    for name, value in b["params"].items():
+        np.testing.assert_allclose(a["params"][name], value, atol=TOLERANCE, err_msg=name)
 
 
-@pytest.mark.parametrize("save_mesh,save_devices,restore_mesh,restore_devices",
-                         [("1,8,1", 8, "1,1,1", 1), ("1,1,1", 1, "2,2,2", 8)])
+@pytest.mark.parametrize("save_mesh,save_devices,restore_mesh,restore_devices", [
+    pytest.param("1,8,1", 8, "1,1,1", 1, marks=pytest.mark.slow),  # gathering: the other way is the default test
+    ("1,1,1", 1, "2,2,2", 8)])
 def test_checkpoint_restores_onto_another_mesh(small_text_file, tmp_path, save_mesh, save_devices,
                                                restore_mesh, restore_devices):
     workdir, saved, restored = tmp_path / "run", tmp_path / "saved.npz", tmp_path / "restored.npz"

@@ -63,6 +63,11 @@ def test_run_writes_logs_config_checkpoints_and_learns(tiny_lm_config, tmp_path)
     assert os.path.exists(os.path.join(workdir, "tokenizer.json"))
     assert sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints"))) == [20, 30, 40]
     assert summary["final_step"] == 40 and summary["final_eval"]["loss"] == ev["loss"]
+    phases = summary["phase_seconds"]  # disjoint parts of the time since the process started
+    assert set(phases) == {"startup", "compile_wait", "steps", "eval", "checkpoint"}
+    assert all(v >= 0 for v in phases.values()) and phases["eval"] > 0 and phases["steps"] > 0
+    from aigc_jax.train.phases import process_age_seconds
+    assert sum(phases.values()) <= process_age_seconds()
     events = glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*"))
     assert len(events) == 1
     records = read_tensorboard_records(events[0])
@@ -142,8 +147,8 @@ def test_bad_data_fails_before_anything_is_written(tiny_lm_config, tmp_path):
 def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     """A run killed with SIGKILL mid-training and resumed ends with the same parameters."""
     overrides = [f"--config.data.path={small_text_file}", "--config.train.progress_bar=false",
-                 "--config.train.num_steps=800", "--config.train.checkpoint_every=50",
-                 "--config.train.eval_every=400", "--config.train.log_every=50"]
+                 "--config.train.num_steps=400", "--config.train.checkpoint_every=50",
+                 "--config.train.eval_every=200", "--config.train.log_every=50"]
     command = [sys.executable, "-m", "experiments.train", f"--config={config_path('gpt_char.py:tiny')}"]
     killed = tmp_path / "killed"
     process = subprocess.Popen(command + [f"--workdir={killed}"] + overrides, cwd=REPO,
@@ -157,7 +162,7 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     steps = sorted(int(s) for s in os.listdir(killed / "checkpoints") if s.isdigit())
-    assert steps and steps[-1] < 800, f"the run was not killed mid-training: {steps}"
+    assert steps and steps[-1] < 400, f"the run was not killed mid-training: {steps}"
     subprocess.run(command + [f"--workdir={killed}"] + overrides, cwd=REPO, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     straight = tmp_path / "straight"
@@ -167,7 +172,7 @@ def test_sigkill_then_resume_is_bit_identical(small_text_file, tmp_path):
     config = load_config(config_path("gpt_char.py:tiny"), [o[len("--config."):] for o in overrides])
     a, step_a = restore_newest(config, str(killed))
     b, step_b = restore_newest(config, str(straight))
-    assert step_a == step_b == 800
+    assert step_a == step_b == 400
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         np.testing.assert_array_equal(x, y)
 
