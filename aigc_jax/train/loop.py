@@ -29,6 +29,7 @@ from aigc_jax.train import checksums
 from aigc_jax.train.checkpoints import Checkpointer
 from aigc_jax.train.flops import peak_flops_per_device
 from aigc_jax.train.metrics import MetricsWriter, NullWriter, read_metrics
+from aigc_jax.train.phases import PhaseClock, process_age_seconds
 from aigc_jax.train.placement import place
 from aigc_jax.train.prefetch import Prefetcher
 from aigc_jax.train.restore import restore_params
@@ -148,29 +149,44 @@ def _train(config, workdir: str, task: Task, echo) -> dict:
     summary = {"num_params": task.num_params, "start_step": start, "item_name": task.item_name,
                "eval_metric": task.eval_metric}
     run_start = time.perf_counter()
+    clock = PhaseClock()
     progress = tqdm(total=num_steps, initial=start, disable=not (train_cfg.progress_bar and lead),
                     unit="step", dynamic_ncols=True)
     try:
         if start == 0 and config.get("eval", {}).get("at_start", True):
-            initial = evaluate(eval_step, state, device_eval_batches, task.summarize_eval)
+            with clock("eval"):
+                initial = evaluate(eval_step, state, device_eval_batches, task.summarize_eval)
             writer.write(0, "eval", initial)
             echo(f"step 0: {format_eval(initial)}")
             summary["initial_eval"] = initial
         if start >= num_steps:
             echo(f"nothing to do: the workdir is already at step {start} of {num_steps}")
         else:
-            step_fn, summary["compile_seconds"] = compiled.train.result()
+            with clock("compile_wait"):
+                step_fn, summary["compile_seconds"] = compiled.train.result()
             if frozen:
                 step_fn = functools.partial(_with_frozen, step_fn, frozen)
+            before_steps = dict(clock.seconds)
+            to_first_step = process_age_seconds()
+            steps_start = time.perf_counter()
             with StopRequest() as stop:
                 state, summary["last_train"] = _run_steps(
                     task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-                    device_eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop)
+                    device_eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop, clock)
+            steps_wall = time.perf_counter() - steps_start
     finally:
         progress.close()
         prefetcher.close()
-        checkpointer.close()
+        with clock("checkpoint"):
+            checkpointer.close()  # waits for the last save
         writer.close()
+    if start < num_steps:
+        in_loop = {k: clock.seconds[k] - before_steps.get(k, 0.0) for k in ("eval", "checkpoint")}
+        summary["phase_seconds"] = {
+            "startup": to_first_step - before_steps.get("eval", 0.0) - before_steps.get("compile_wait", 0.0),
+            "compile_wait": before_steps.get("compile_wait", 0.0),
+            "steps": steps_wall - in_loop["eval"] - in_loop["checkpoint"],
+            "eval": clock.seconds["eval"], "checkpoint": clock.seconds["checkpoint"]}
     summary["wall_seconds"] = time.perf_counter() - run_start
     summary["final_step"] = int(jax.device_get(state.step))
     summary_path = os.path.join(workdir, SUMMARY_FILE)
@@ -200,7 +216,7 @@ def whole_run_evaluations(workdir: str) -> dict:
 
 
 def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
-               eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop):
+               eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop, clock):
     """The step loop. With `train.stop_at_eval_loss` > 0 it ends (after a checkpoint) at the
     first evaluation whose loss is at or below that target, and the summary records when."""
     train_cfg = config.train
@@ -266,15 +282,17 @@ def _run_steps(task, config, workdir, state, step_fn, step_rng, start, num_steps
             fetch(pending)
             pending = None
             if eval_due:
-                result = evaluate(eval_step, state, eval_batches, task.summarize_eval)
-                if task.on_eval is not None:
-                    result.update(task.on_eval(state, done, workdir))
+                with clock("eval"):
+                    result = evaluate(eval_step, state, eval_batches, task.summarize_eval)
+                    if task.on_eval is not None:
+                        result.update(task.on_eval(state, done, workdir))
                 result["elapsed_seconds"] = time.perf_counter() - process_start
                 writer.write(done, "eval", result)
                 progress.write(f"step {done}: {format_eval(result)}")
             reached = eval_due and target > 0 and result.get("loss", math.inf) <= target
             if save_due or reached:
-                checkpointer.save(done, state)
+                with clock("checkpoint"):
+                    checkpointer.save(done, state)
             meter.reset()
             if reached:
                 summary["target_reached"] = {"eval_loss": result["loss"], "target": target, "step": done,
