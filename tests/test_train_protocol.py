@@ -152,3 +152,15 @@ def test_restoring_reads_only_and_skips_a_damaged_checkpoint(tmp_path):
         shutil.rmtree(os.path.join(workdir, "checkpoints", step))
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         restore_params(workdir)
+
+
+def test_restoring_prints_no_storage_warnings(tmp_path, caplog):
+    """Readers (experiments.sample, the math reports) restore without Orbax's read-only warnings."""
+    import logging
+    config = toy_config()
+    workdir = str(tmp_path / "run")
+    loop.train(config, workdir, toy_task(config), echo=quiet)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert restore_params(workdir).step == 6
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

@@ -67,7 +67,7 @@ def _first_line(error: Exception) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_storage_logs():
+def quiet_storage_logs():
     """A damaged checkpoint makes TensorStore and asyncio log hundreds of lines of tracebacks;
     the one warning line of _report_corrupt says what happened."""
     loggers = [logging.getLogger(name) for name in ("absl", "asyncio", "orbax", "tensorstore", "jax")]
@@ -193,7 +193,7 @@ class Checkpointer:
         failures = []
         for step in reversed(self.steps()):
             try:
-                with _quiet_storage_logs():
+                with quiet_storage_logs():
                     mismatch = describe_mismatch(saved_layout(self.manager.item_metadata(step)), expected)
             except Exception as e:  # unreadable metadata: a damaged checkpoint
                 failures.append((step, e))
@@ -208,7 +208,7 @@ class Checkpointer:
                 failures.append((step, CheckpointError(damage)))
                 continue
             try:
-                with _quiet_storage_logs():
+                with quiet_storage_logs():
                     state = self.restore(step, template)
             except Exception as e:  # orbax/tensorstore raise many types for damaged files
                 failures.append((step, e))

@@ -18,7 +18,7 @@ import orbax.checkpoint as ocp
 
 from aigc_jax import config as config_lib
 from aigc_jax.train import checksums
-from aigc_jax.train.checkpoints import CheckpointError, describe_mismatch, state_layout
+from aigc_jax.train.checkpoints import CheckpointError, describe_mismatch, quiet_storage_logs, state_layout
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -65,8 +65,9 @@ def restore_params(workdir: str, *, task: Optional[str] = None, expect_params: A
     steps = checkpoint_steps(directory)
     if not steps:
         raise FileNotFoundError(f"no checkpoint in {directory!r}: train this workdir first")
-    manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
-                                    item_handlers=ocp.StandardCheckpointHandler())
+    with quiet_storage_logs():  # Orbax warns that a read-only manager saves nothing: three lines of noise
+        manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True),
+                                        item_handlers=ocp.StandardCheckpointHandler())
     failures = []
     try:
         for step in reversed(steps):
