@@ -12,10 +12,11 @@ from aigc_jax.files import read_json, write_json
 def check_text(text: str) -> None:
     """Text decoded from invalid UTF-8 (Python keeps such bytes as lone surrogates, e.g. from a
     command-line argument) is an error naming the first bad position, not an encoder crash."""
-    for position, char in enumerate(text):
-        if 0xD800 <= ord(char) <= 0xDFFF:
-            raise UnknownCharactersError(f"text that is not valid UTF-8 (an undecodable byte or a lone surrogate "
-                                         f"U+{ord(char):04X} at character {position})")
+    try:
+        text.encode("utf-8")  # refuses exactly the lone surrogates, at C speed
+    except UnicodeEncodeError as e:
+        raise UnknownCharactersError(f"text that is not valid UTF-8 (an undecodable byte or a lone surrogate "
+                                     f"U+{ord(text[e.start]):04X} at character {e.start})") from None
 
 
 class UnknownCharactersError(ValueError):
@@ -41,18 +42,19 @@ class CharTokenizer:
         return len(self.chars)
 
     def encode(self, text: str) -> np.ndarray:
-        """Vectorised: code points are looked up in the sorted code points of the vocabulary."""
+        """Vectorised: a table from code point to id (-1 outside the vocabulary), indexed by the
+        text's code points."""
         check_text(text)
         codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
         vocab = np.fromiter((ord(c) for c in self.chars), dtype=np.uint32, count=len(self.chars))
-        order = np.argsort(vocab)
-        slot = np.minimum(np.searchsorted(vocab[order], codes), len(vocab) - 1)
-        known = vocab[order][slot] == codes
-        if not known.all():
-            unknown = sorted(set(np.asarray(list(text))[~known].tolist()))
+        table = np.full(int(max(vocab.max(initial=0), codes.max(initial=0))) + 1, -1, np.int32)
+        table[vocab] = np.arange(len(vocab), dtype=np.int32)
+        ids = table[codes]
+        if (ids < 0).any():
+            unknown = sorted({chr(c) for c in np.unique(codes[ids < 0]).tolist()})
             raise UnknownCharactersError(
                 f"{len(unknown)} character(s) not in the vocabulary: {''.join(unknown)!r}")
-        return order[slot].astype(np.int32)
+        return ids
 
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
