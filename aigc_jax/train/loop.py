@@ -174,14 +174,14 @@ def _train(config, workdir: str, task: Task, echo) -> dict:
                     task, config, workdir, state, step_fn, step_rng, start, num_steps, prefetcher, eval_step,
                     device_eval_batches, checkpointer, writer, progress, peak, summary, process_start, stop, clock)
             steps_wall = time.perf_counter() - steps_start
+            in_loop = {k: clock.seconds[k] - before_steps.get(k, 0.0) for k in ("eval", "checkpoint")}
     finally:
         progress.close()
         prefetcher.close()
         with clock("checkpoint"):
             checkpointer.close()  # waits for the last save
         writer.close()
-    if start < num_steps:
-        in_loop = {k: clock.seconds[k] - before_steps.get(k, 0.0) for k in ("eval", "checkpoint")}
+    if start < num_steps:  # the final wait for the last save counts as checkpoint time, not steps
         summary["phase_seconds"] = {
             "startup": to_first_step - before_steps.get("eval", 0.0) - before_steps.get("compile_wait", 0.0),
             "compile_wait": before_steps.get("compile_wait", 0.0),
