@@ -57,7 +57,7 @@ def run_ours(args, workdir: str, cache: str) -> dict:
                f"--config.data.path={args.text}", f"--workdir={workdir}", "--config.train.progress_bar=false",
                f"--config.train.num_steps={args.steps}", f"--config.train.eval_every={args.eval_interval}",
                f"--config.train.checkpoint_every={args.eval_interval}", f"--config.eval.num_windows={args.eval_windows}",
-               *args.ours_flag]
+               f"--config.optimizer.warmup_steps={args.warmup}", *args.ours_flag]
     wall, _ = timed(command, env)
     summary = json.load(open(os.path.join(workdir, "summary.json")))
     return {**with_end(summary, wall), "val_loss": summary["final_eval"]["loss"],
@@ -67,7 +67,7 @@ def run_ours(args, workdir: str, cache: str) -> dict:
 def run_torch(args, out: str) -> dict:
     command = [sys.executable, "experiments/recipe_torch.py", f"--text={args.text}", f"--out={out}",
                f"--max_iters={args.steps}", f"--eval_interval={args.eval_interval}",
-               f"--eval_iters={args.eval_windows // 12}"]
+               f"--eval_iters={args.eval_windows // 12}", f"--warmup_iters={args.warmup}"]
     wall, _ = timed(command, dict(os.environ))
     summary = json.load(open(os.path.join(out, "summary.json")))
     return {**with_end(summary, wall), "val_loss": summary["evals"][-1]["val"]}
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval_interval", type=int, default=250)
+    parser.add_argument("--warmup", type=int, default=100, help="warm-up steps (fewer than --steps)")
     parser.add_argument("--eval_windows", type=int, default=240, help="per evaluation; a multiple of 12")
     parser.add_argument("--ours_flag", action="append", default=[], help="extra flags for our command")
     parser.add_argument("--skip_torch", action="store_true")

@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--max_iters", type=int, default=2000)
     parser.add_argument("--eval_interval", type=int, default=250)
     parser.add_argument("--eval_iters", type=int, default=20)
+    parser.add_argument("--warmup_iters", type=int, default=100)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,7 +105,7 @@ def main() -> None:
     x, y = get_batch("train")
     while True:
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(iteration, decay=args.max_iters)
+            group["lr"] = lr_at(iteration, warmup=args.warmup_iters, decay=args.max_iters)
         if iteration % args.eval_interval == 0:
             with clock("eval"):
                 losses = estimate_loss()

@@ -106,7 +106,7 @@ def test_recipe_bench_splits_each_run_into_phases_that_add_up(small_text_file, t
     to its wall time, and the second run finds the compilation cache warm."""
     out = tmp_path / "recipe.json"
     result = subprocess.run([sys.executable, "experiments/bench_recipe.py", f"--text={small_text_file}",
-                             "--rounds=1", "--steps=20", "--eval_interval=10", "--eval_windows=24", "--skip_torch",
+                             "--rounds=1", "--steps=20", "--warmup=2", "--eval_interval=10", "--eval_windows=24", "--skip_torch",
                              f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
