@@ -18,6 +18,7 @@ setup(
         "tqdm",
         "matplotlib",
         "scikit-learn",
+        "tokenizers>=0.15",  # data.tokenizer=bpe: byte-level BPE trained locally
     ],
     extras_require={
         # pytest-xdist: the suite runs on two workers (pytest.ini), as compiling is single-threaded.

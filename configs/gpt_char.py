@@ -25,7 +25,8 @@ def get_config(arg=None):
     config.data = ml_collections.ConfigDict()
     config.data.corpus = "stdlib"  # embedded default; ignored when data.path is set
     config.data.path = ""  # a UTF-8 text file: first (1 - val_fraction) trains, the rest validates
-    config.data.tokenizer = "char"  # char | byte
+    config.data.tokenizer = "char"  # char | byte | bpe (byte-level BPE learnt on the training split)
+    config.data.vocab_size = 0  # bpe only: the vocabulary's size (more than 256, one entry per byte)
     config.data.val_fraction = 0.1
 
     config.model = ml_collections.ConfigDict()

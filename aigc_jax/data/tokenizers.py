@@ -1,4 +1,5 @@
-"""Character- and byte-level tokenizers, saved with a run as JSON and reloaded from it."""
+"""Character-, byte- and byte-level-BPE tokenizers (aigc_jax/data/bpe.py), saved with a run as JSON
+and reloaded from it."""
 from __future__ import annotations
 
 import os
@@ -6,6 +7,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from aigc_jax.data.bpe import BPETokenizer
 from aigc_jax.files import read_json, write_json
 
 
@@ -79,12 +81,16 @@ class ByteTokenizer:
         return {"kind": self.kind}
 
 
-def build_tokenizer(kind: str, text: str):
+def build_tokenizer(kind: str, text: str, vocab_size: int = 0):
+    """A tokenizer for `text`: its characters (char), the 256 byte values (byte), or byte-level
+    BPE merges learnt on it up to `vocab_size` entries (bpe)."""
     if kind == "char":
         return CharTokenizer.from_text(text)
     if kind == "byte":
         return ByteTokenizer()
-    raise ValueError(f"unknown tokenizer {kind!r}; expected 'char' or 'byte'")
+    if kind == "bpe":
+        return BPETokenizer.train(text, vocab_size)
+    raise ValueError(f"unknown tokenizer {kind!r}; expected 'char', 'byte' or 'bpe'")
 
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -99,6 +105,8 @@ def _tokenizer_from(spec: dict):
         return CharTokenizer(spec["chars"])
     if spec["kind"] == "byte":
         return ByteTokenizer()
+    if spec["kind"] == "bpe":
+        return BPETokenizer.from_json(spec)
     raise ValueError(f"unknown tokenizer kind {spec['kind']!r}")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from aigc_jax import config as config_lib
 from aigc_jax import config_rules as rules
+from aigc_jax.data.bpe import BASE_SYMBOLS as BPE_BASE_SYMBOLS
 from aigc_jax.nn import losses
 from aigc_jax.data import markov
 from aigc_jax.data import text as text_data
@@ -28,7 +29,7 @@ from aigc_jax.train.state import TrainState
 from aigc_jax.train.update import apply_update
 
 # Resuming a workdir with any of these changed is an error: the saved parameters would not fit.
-MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.markov_alphabet")
+MODEL_FIELDS = ("task", "model", "data.tokenizer", "data.vocab_size", "data.markov_alphabet")
 # Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
 FIELD_RULES = {
     "model.num_layers": rules.at_least(1), "model.num_heads": rules.at_least(1),
@@ -38,7 +39,7 @@ FIELD_RULES = {
     "model.norm": rules.Choices(("layernorm", "rmsnorm")), "model.dropout": rules.FRACTION,
     "model.dtype": rules.Choices(("float32", "bfloat16")),
     "model.attention_impl": rules.Choices(("einsum", "xla", "cudnn")),
-    "data.tokenizer": rules.Choices(("char", "byte")), "data.corpus": rules.Choices(("stdlib", "markov")),
+    "data.tokenizer": rules.Choices(("char", "byte", "bpe")), "data.vocab_size": rules.at_least(0), "data.corpus": rules.Choices(("stdlib", "markov")),
     "data.val_fraction": rules.Range(low=0, high=1, low_open=True, high_open=True),
     "loss.z_loss": rules.NON_NEGATIVE, "train.grad_accum_steps": rules.at_least(1),
     "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
@@ -62,7 +63,11 @@ def load_tokenizer_and_data(config, workdir: str):
     elif init_from and os.path.exists(os.path.join(init_from, tokenizers.TOKENIZER_FILE)):
         tokenizer = tokenizers.load_tokenizer(init_from)
     else:
-        tokenizer = tokenizers.build_tokenizer(config.data.tokenizer, splits.train + splits.validation)
+        # BPE learns its merges on the training split alone; a char vocabulary must also hold the
+        # validation split's characters (bytes and BPE encode any text).
+        kind = config.data.tokenizer
+        text = splits.train if kind == "bpe" else splits.train + splits.validation
+        tokenizer = tokenizers.build_tokenizer(kind, text, config.data.get("vocab_size", 0))
     train_tokens = tokenizer.encode(splits.train)
     val_tokens = tokenizer.encode(splits.validation)
     context = config.model.context_length
@@ -138,6 +143,9 @@ def build_model(config, vocab_size: int) -> TransformerLM:
 def check_config(config) -> None:
     rules.check_family(config, FIELD_RULES)
     model, train_cfg = config.model, config.train
+    if config.data.get("tokenizer") == "bpe" and config.data.get("vocab_size", 0) <= BPE_BASE_SYMBOLS:
+        raise config_lib.ConfigError(f"config field data.vocab_size={config.data.get('vocab_size', 0)} is too small for "
+                                     f"data.tokenizer='bpe': it needs more than {BPE_BASE_SYMBOLS} (one entry per byte)")
     divisions = (("train.batch_size", train_cfg.batch_size, "train.grad_accum_steps", train_cfg.grad_accum_steps),
                  ("model.embed_dim", model.embed_dim, "model.num_heads", model.num_heads),
                  ("model.num_heads", model.num_heads, "model.num_kv_heads", model.num_kv_heads or model.num_heads))
