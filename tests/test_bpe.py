@@ -62,3 +62,25 @@ def test_lm_trains_resumes_and_samples_with_bpe(tiny_lm_config, tmp_path):
     texts = inference.sample_text(lm, "the model", num_samples=2, seed=0,
                                   settings=SamplingSettings(max_new_tokens=8, temperature=1.0))
     assert len(texts) == 2 and all(isinstance(t, str) and t for t in texts)
+
+
+@pytest.mark.parametrize("kind, extra", [("byte", []), ("char", []), ("bpe", ["data.vocab_size=300"])])
+def test_bits_per_byte_compare_tokenizers_on_the_same_text(tiny_lm_config, kind, extra):
+    """bits per byte = total nats / ln 2 / the UTF-8 bytes of the evaluated targets: bits per token
+    for bytes (and for the characters of ASCII text); for BPE, bits per token / bytes per token."""
+    import jax
+    from aigc_jax.data import text as text_data
+    from aigc_jax.train.loop import evaluate
+    config = apply_overrides(tiny_lm_config, [f"data.tokenizer={kind}", *extra])
+    task = families.build_task(config, "")
+    state = jax.jit(task.init)(jax.random.key(0))
+    result = evaluate(jax.jit(task.eval_step), state, task.eval_batches(), task.summarize_eval)
+    targets = np.concatenate([b["tokens"][b["weight"] > 0] for b in task.eval_batches()])[:, 1:]
+    if kind in ("byte", "char"):  # the small text is ASCII: one byte per token
+        assert result["bits_per_byte"] == pytest.approx(result["bits_per_token"], rel=1e-6)
+        return
+    splits = text_data.load_text_splits(config.data)
+    tokenizer = tokenizers.build_tokenizer("bpe", splits.train, 300)  # the run's: training is deterministic
+    text_bytes = sum(len(tokenizer.decode(row).encode("utf-8")) for row in targets)
+    assert text_bytes > 1.5 * targets.size
+    assert result["bits_per_byte"] == pytest.approx(result["bits_per_token"] * targets.size / text_bytes, rel=1e-6)

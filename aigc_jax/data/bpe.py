@@ -58,6 +58,10 @@ class BPETokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return self._tokenizer.decode([int(i) for i in ids])
 
+    def token_bytes(self) -> np.ndarray:
+        """[vocab_size] bytes of each token: its symbols are bytes (one base symbol per byte value)."""
+        return np.array([len(self._tokenizer.id_to_token(i)) for i in range(self.vocab_size)], dtype=np.int64)
+
     def to_json(self) -> dict:
         return {"kind": self.kind, "tokenizer": json.loads(self._tokenizer.to_str())}
 

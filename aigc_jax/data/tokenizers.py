@@ -61,6 +61,10 @@ class CharTokenizer:
     def decode(self, ids: Iterable[int]) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def token_bytes(self) -> np.ndarray:
+        """[vocab_size] UTF-8 bytes of each token's text (for bits per byte)."""
+        return np.array([len(c.encode("utf-8")) for c in self.chars], dtype=np.int64)
+
     def to_json(self) -> dict:
         return {"kind": self.kind, "chars": self.chars}
 
@@ -76,6 +80,9 @@ class ByteTokenizer:
 
     def decode(self, ids: Iterable[int]) -> str:
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self) -> np.ndarray:
+        return np.ones(self.vocab_size, dtype=np.int64)
 
     def to_json(self) -> dict:
         return {"kind": self.kind}

@@ -131,9 +131,14 @@ def eval_step(state: TrainState, batch, *, model):
     return {"nats": jnp.sum(nats * weight), "tokens": jnp.sum(weight)}
 
 
-def summarize_eval(sums: dict) -> dict:
+def summarize_eval(sums: dict, text_bytes: float = 0.0) -> dict:
+    """Loss (nats per token), bits per token, perplexity and, given the UTF-8 bytes of the
+    evaluated targets, bits per byte: the measure that compares models across tokenizers."""
     loss = float(sums["nats"]) / max(float(sums["tokens"]), 1.0)
-    return {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
+    out = {"loss": loss, "bits_per_token": loss / math.log(2), "perplexity": math.exp(min(loss, 700.0))}
+    if text_bytes:
+        out["bits_per_byte"] = float(sums["nats"]) / math.log(2) / text_bytes
+    return out
 
 
 def build_model(config, vocab_size: int) -> TransformerLM:
@@ -178,6 +183,7 @@ def build(config, workdir: str) -> Task:
         return windows_at(step=step).reshape(train_cfg.grad_accum_steps, -1, context + 1)
 
     eval_set = padded_batches({"tokens": eval_windows}, config.eval.batch_size)
+    text_bytes = float(tokenizer.token_bytes()[np.asarray(eval_windows)[:, 1:]].sum())  # the targets' text
 
     abstract = jax.eval_shape(init, jax.random.key(0))
     num_params = count_params(abstract.params)
@@ -189,7 +195,7 @@ def build(config, workdir: str) -> Task:
         eval_step=functools.partial(eval_step, model=model),
         train_batch=train_batch,
         eval_batches=lambda: eval_set,
-        summarize_eval=summarize_eval,
+        summarize_eval=functools.partial(summarize_eval, text_bytes=text_bytes),
         num_params=num_params,
         items_per_step=tokens_per_step,
         flops_per_step=flops_per_token(model, num_params, context) * tokens_per_step,
