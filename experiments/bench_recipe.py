@@ -36,13 +36,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PHASES = ("startup", "compile_wait", "steps", "eval", "checkpoint", "end")
 
 
-def timed(command: list[str], env: dict) -> tuple[float, str]:
+def timed(command: list[str], env: dict) -> float:
+    """Wall seconds of `command`, from process start to exit."""
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if result.returncode:
         raise SystemExit(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return wall, result.stdout
+    return wall
 
 
 def with_end(summary: dict, wall: float) -> dict:
@@ -58,7 +59,7 @@ def run_ours(args, workdir: str, cache: str) -> dict:
                f"--config.train.num_steps={args.steps}", f"--config.train.eval_every={args.eval_interval}",
                f"--config.train.checkpoint_every={args.eval_interval}", f"--config.eval.num_windows={args.eval_windows}",
                f"--config.optimizer.warmup_steps={args.warmup}", *args.ours_flag]
-    wall, _ = timed(command, env)
+    wall = timed(command, env)
     summary = json.load(open(os.path.join(workdir, "summary.json")))
     return {**with_end(summary, wall), "val_loss": summary["final_eval"]["loss"],
             "compile_seconds": summary.get("compile_seconds", 0.0)}
@@ -68,16 +69,15 @@ def run_torch(args, out: str) -> dict:
     command = [sys.executable, "experiments/recipe_torch.py", f"--text={args.text}", f"--out={out}",
                f"--max_iters={args.steps}", f"--eval_interval={args.eval_interval}",
                f"--eval_iters={args.eval_windows // 12}", f"--warmup_iters={args.warmup}"]
-    wall, _ = timed(command, dict(os.environ))
+    wall = timed(command, dict(os.environ))
     summary = json.load(open(os.path.join(out, "summary.json")))
     return {**with_end(summary, wall), "val_loss": summary["evals"][-1]["val"]}
 
 
 def time_to_first_character(workdir: str, cache: str) -> float:
     env = dict(os.environ, AIGC_JAX_COMPILATION_CACHE=cache)
-    wall, _ = timed([sys.executable, "-m", "experiments.sample", f"--workdir={workdir}", "--num_samples=1",
-                     "--max_new_tokens=1"], env)
-    return wall
+    return timed([sys.executable, "-m", "experiments.sample", f"--workdir={workdir}", "--num_samples=1",
+                  "--max_new_tokens=1"], env)
 
 
 def median_row(runs: list[dict]) -> dict:

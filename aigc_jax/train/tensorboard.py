@@ -59,22 +59,27 @@ def as_float32(value) -> float:
     return math.copysign(math.inf, value) if abs(value) > FLOAT32_MAX else value
 
 
+def _event_fields(wall_time: float, step=None) -> bytes:
+    """Event.wall_time (a double) and, when given, Event.step."""
+    fields = struct.pack("<Bd", 1 << 3 | 1, wall_time)
+    return fields if step is None else fields + _varint(2 << 3) + _varint(step)
+
+
 def encode_scalar_event(step: int, values: dict, wall_time: float) -> bytes:
     summary = b"".join(
         _length_delimited(1, _length_delimited(1, tag.encode()) + struct.pack("<Bf", 2 << 3 | 5, as_float32(v)))
         for tag, v in values.items())
-    return struct.pack("<Bd", 1 << 3 | 1, wall_time) + _varint(2 << 3) + _varint(step) + _length_delimited(5, summary)
+    return _event_fields(wall_time, step) + _length_delimited(5, summary)
 
 
 def encode_version_event(wall_time: float) -> bytes:
-    return struct.pack("<Bd", 1 << 3 | 1, wall_time) + _length_delimited(3, b"brain.Event:2")
+    return _event_fields(wall_time) + _length_delimited(3, b"brain.Event:2")
 
 
 def encode_session_start(step: int, wall_time: float) -> bytes:
     """SessionLog START at `step`: TensorBoard drops the events of earlier files at or after this
     step, so the steps an interrupted run logged past its last checkpoint are not shown twice."""
-    return (struct.pack("<Bd", 1 << 3 | 1, wall_time) + _varint(2 << 3) + _varint(step)
-            + _length_delimited(6, _varint(1 << 3) + _varint(1)))
+    return _event_fields(wall_time, step) + _length_delimited(6, _varint(1 << 3) + _varint(1))
 
 
 def frame_record(data: bytes) -> bytes:

@@ -139,7 +139,6 @@ def check_config(config) -> None:
     rules.check_family(config, FIELD_RULES)
 
 
-
 def make_2d_model(model_cfg) -> RealNVP2D:
     return RealNVP2D(num_couplings=model_cfg.num_couplings, hidden_dim=model_cfg.hidden_dim,
                      num_hidden_layers=model_cfg.num_hidden_layers, log_scale_bound=model_cfg.log_scale_bound)
