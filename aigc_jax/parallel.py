@@ -140,11 +140,20 @@ def check_batch(batch, mesh: Mesh, axis: int, what: str) -> None:
 
 def put_batch(batch, shardings) -> Any:
     """A host batch (identical on every process) onto the devices; each process writes
-    only the shards its own devices hold, so each host feeds its slice of the batch."""
+    only the shards its own devices hold, so each host feeds its slice of the batch. A leaf
+    that reads its rows on demand (aigc_jax/data/prepared.py's WindowRows) is read only for those."""
     def put(leaf, sharding):
-        leaf = np.asarray(leaf)
+        if not getattr(leaf, "reads_rows_on_demand", False):
+            leaf = np.asarray(leaf)
         return jax.make_array_from_callback(leaf.shape, sharding, lambda index: leaf[index])
     return jax.tree_util.tree_map(put, batch, shardings)
+
+
+def stack_leaves(leaves: Sequence) -> Any:
+    """np.stack of same-shaped batch leaves, kept lazy for leaves that read rows on demand."""
+    if getattr(leaves[0], "reads_rows_on_demand", False):
+        return type(leaves[0]).stack(list(leaves))
+    return np.stack(leaves)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -28,6 +28,10 @@ def get_config(arg=None):
     config.data.tokenizer = "char"  # char | byte | bpe (byte-level BPE learnt on the training split)
     config.data.vocab_size = 0  # bpe only: the vocabulary's size (more than 256, one entry per byte)
     config.data.val_fraction = 0.1
+    # A token dataset made by `python -m experiments.prepare_data` (read window by window, for
+    # corpora larger than memory); it replaces corpus/path, and its tokenizer must be the config's.
+    config.data.prepared = ""
+    config.data.verify_shards = True  # check every shard's sha256 at start (reads the whole dataset once)
 
     config.model = ml_collections.ConfigDict()
     config.model.num_layers = 4

@@ -55,6 +55,13 @@ class BPETokenizer:
         check_text(text)  # lone surrogates (undecodable input) are an error naming where
         return np.asarray(self._tokenizer.encode(text).ids, dtype=np.int32)
 
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of each text, encoded in parallel over the cores (the library's threads)."""
+        from aigc_jax.data.tokenizers import check_text
+        for text in texts:
+            check_text(text)
+        return [np.asarray(e.ids, dtype=np.int32) for e in self._tokenizer.encode_batch(texts)]
+
     def decode(self, ids: Iterable[int]) -> str:
         return self._tokenizer.decode([int(i) for i in ids])
 

@@ -11,7 +11,6 @@ import time
 from typing import Any, Optional
 
 import jax
-import numpy as np
 from jax.sharding import Mesh
 
 from aigc_jax import parallel
@@ -40,7 +39,7 @@ class Placement:
         """K consecutive host batches -> one batch with a leading [K] axis (K > 1 only)."""
         if self.steps_per_call == 1:
             return batches[0]
-        return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *batches)
+        return jax.tree_util.tree_map(lambda *leaves: parallel.stack_leaves(leaves), *batches)
 
     def call_batch(self, task, first: int):
         """The device batch of the call whose first optimizer step is `first`: the task's batches
@@ -119,7 +118,7 @@ def place(task, mesh: Mesh, rng, steps_per_call: int = 1) -> Placement:
     parallel.check_batch(first, mesh, task.train_batch_axis, "the train batch (train.batch_size / grad_accum_steps)")
     batch_axis = task.train_batch_axis
     if steps_per_call > 1:  # calls take [K, ...] stacks of batches
-        first = jax.tree_util.tree_map(lambda leaf: np.stack([leaf] * steps_per_call), first)
+        first = jax.tree_util.tree_map(lambda leaf: parallel.stack_leaves([leaf] * steps_per_call), first)
         batch_axis += 1
     eval_batches = task.eval_batches()
     eval_sharding = abstract_eval = None

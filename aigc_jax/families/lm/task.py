@@ -18,6 +18,7 @@ from aigc_jax import config_rules as rules
 from aigc_jax.data.bpe import BASE_SYMBOLS as BPE_BASE_SYMBOLS
 from aigc_jax.nn import losses
 from aigc_jax.data import markov
+from aigc_jax.data import prepared as prepared_data
 from aigc_jax.data import text as text_data
 from aigc_jax.data import tokenizers
 from aigc_jax.nn.transformer import SHARDING_RULES, TransformerLM, flops_per_token
@@ -46,7 +47,8 @@ FIELD_RULES = {
     "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
     "data.markov_order": rules.at_least(1), "data.markov_seed": rules.at_least(0),
     "data.markov_concentration": rules.POSITIVE, "model.parallel_block": rules.FLAG, "model.use_bias": rules.FLAG,
-    "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG,
+    "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG, "data.prepared": rules.TEXT,
+    "data.verify_shards": rules.FLAG,
 }
 
 
@@ -91,6 +93,30 @@ def markov_data(config, workdir: str):
                                    num_windows=config.train.batch_size, length=context + 1)
     eval_windows = markov.windows(source, config.seed, "validation", 0, config.eval.num_windows, context + 1)
     return tokenizer, windows_at, eval_windows, f"{markov.describe(source)}; vocabulary {tokenizer.vocab_size}"
+
+
+def prepared_windows(config, workdir: str):
+    """A prepared token dataset's windows (config.data.prepared): its tokenizer (refused when the
+    config's or a resumed run's differs), training windows read on demand per (seed, step), and
+    fixed validation windows."""
+    dataset = prepared_data.PreparedDataset(config.data.prepared, verify=config.data.get("verify_shards", True))
+    started = workdir and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
+    in_workdir = (tokenizers.load_tokenizer(workdir) if started and
+                  os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)) else None)
+    prepared_data.check_tokenizer(dataset, config.data.tokenizer, config.data.get("vocab_size", 0), in_workdir)
+    length = config.model.context_length + 1
+    train_starts = prepared_data.WindowStarts(dataset.segments("train"), length, "training", dataset.directory)
+    val_starts = prepared_data.WindowStarts(dataset.segments("validation"), length, "validation", dataset.directory)
+    if workdir and not started:
+        tokenizers.save_tokenizer(dataset.tokenizer, workdir)
+    windows_at = functools.partial(prepared_data.training_windows, dataset, train_starts, config.seed,
+                                   batch_size=config.train.batch_size)
+    eval_windows = prepared_data.evaluation_windows(dataset, val_starts, config.eval.num_windows)
+    index = dataset.index
+    description = (f"prepared dataset {dataset.directory} ({len(index['shards'])} shards, {len(index['files'])} "
+                   f"files); {dataset.tokenizer.kind} tokenizer, vocabulary {dataset.tokenizer.vocab_size}; "
+                   f"{index['train_tokens']:,} training and {index['validation_tokens']:,} validation tokens")
+    return dataset.tokenizer, windows_at, eval_windows, description
 
 
 def lm_loss(params, tokens, rng, *, model: TransformerLM, z_loss_coef: float, train: bool):
@@ -164,7 +190,9 @@ def build(config, workdir: str) -> Task:
     check_config(config)
     train_cfg = config.train
     context = config.model.context_length
-    if config.data.corpus == "markov" and not config.data.path:
+    if config.data.get("prepared", ""):
+        tokenizer, windows_at, eval_windows, description = prepared_windows(config, workdir)
+    elif config.data.corpus == "markov" and not config.data.path:
         tokenizer, windows_at, eval_windows, description = markov_data(config, workdir)
     else:
         tokenizer, train_tokens, val_tokens, description = load_tokenizer_and_data(config, workdir)
