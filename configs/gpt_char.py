@@ -50,6 +50,7 @@ def get_config(arg=None):
     config.model.dtype = "float32"  # compute dtype: float32 | bfloat16 (parameters stay float32)
     config.model.attention_impl = "einsum"  # einsum | xla | cudnn (jax.nn.dot_product_attention)
     config.model.remat = False  # recompute each block in the backward pass (jax.checkpoint)
+    config.model.vocab_multiple = 1  # pad the embedding table and output projection to a multiple of this
 
     config.loss = ml_collections.ConfigDict()
     config.loss.z_loss = 0.0  # PaLM's auxiliary coef * (log Z)^2; PaLM used 1e-4

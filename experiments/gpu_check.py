@@ -37,8 +37,7 @@ def parse(argv=None):
 
 def prepare_corpus(scratch: str, vocab_size: int, tiny: bool) -> str:
     from aigc_jax.data import prepare
-    from aigc_jax.data.text import stdlib_source_files
-    files = [str(p) for p in stdlib_source_files()]
+    files = prepare.input_files([prepare.STDLIB])
     data = os.path.join(scratch, f"stdlib_bpe{vocab_size}" + ("_tiny" if tiny else ""))
     if not os.path.exists(os.path.join(data, prepare.INDEX_FILE)):
         prepare.prepare(files[:8] if tiny else files, data, tokenizer="bpe", vocab_size=vocab_size,

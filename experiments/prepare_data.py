@@ -1,6 +1,7 @@
 """Tokenizes text files once into a prepared token dataset for `--config.data.prepared=DATA_DIR`.
 
-  python -m experiments.prepare_data --input=corpus_dir --output=data/corpus --tokenizer=bpe --vocab_size=4096
+  python -m experiments.prepare_data --input=stdlib --output=data/stdlib --tokenizer=bpe --vocab_size=4096
+  python -m experiments.prepare_data --input=corpus_dir --output=data/corpus --tokenizer=bpe --vocab_size=32768
   python -m experiments.prepare_data --input=a.txt,b.jsonl --output=data/ab --tokenizer=byte
 
 Directories are walked recursively; *.jsonl files contribute each record's --text_field. Empty,
@@ -17,7 +18,8 @@ from aigc_jax.data.text import DataError
 from aigc_jax.data.tokenizers import UnknownCharactersError
 from aigc_jax.files import DiskFull
 
-flags.DEFINE_list("input", None, "Text or JSONL files, or directories of them (comma-separated).")
+flags.DEFINE_list("input", None, "Text or JSONL files, or directories of them (comma-separated); `stdlib` is the "
+                  "embedded corpus (the Python standard library's top-level sources).")
 flags.DEFINE_string("output", None, "The dataset directory to write (or to finish writing).")
 flags.DEFINE_enum("tokenizer", "bpe", ["bpe", "byte"], "Byte-level BPE learnt on the inputs, or UTF-8 bytes.")
 flags.DEFINE_integer("vocab_size", 4096, "BPE vocabulary size (more than 256).")

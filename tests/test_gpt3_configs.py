@@ -47,3 +47,23 @@ def test_cpu_variant_shrinks_the_shape_and_a_size_is_required():
         load_config(config_path("gpt3.py"))
     with pytest.raises(ValueError, match="one size of"):
         load_config(config_path("gpt3.py:small,xl"))
+
+
+def test_the_vocabulary_is_padded_to_a_multiple_of_128_without_changing_the_model():
+    """GPT-2's 50,257 entries -> a 50,304-row table; the padding rows are never used: the logits
+    equal an unpadded model's with the same real rows, and they get no gradient."""
+    config = load_config(config_path("gpt3.py:small"))
+    small = TransformerLM.from_config(config.model, config.data.vocab_size)
+    shapes = jax.eval_shape(small.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 2048), jnp.int32))
+    assert shapes["params"]["token_embed"]["embedding"].shape == (50304, 768)
+    padded = TransformerLM(vocab_size=300, num_layers=1, num_heads=2, embed_dim=16, context_length=8, vocab_multiple=128)
+    plain = padded.clone(vocab_multiple=1)
+    tokens = jax.random.randint(jax.random.key(1), (2, 8), 0, 300)
+    params = padded.init(jax.random.key(0), tokens)["params"]
+    assert params["token_embed"]["embedding"].shape == (384, 16)
+    real_rows = {**params, "token_embed": {"embedding": params["token_embed"]["embedding"][:300]}}
+    logits = padded.apply({"params": params}, tokens)
+    assert logits.shape == (2, 8, 300)
+    assert jnp.allclose(logits, plain.apply({"params": real_rows}, tokens), atol=1e-6)
+    grads = jax.grad(lambda p: padded.apply({"params": p}, tokens).sum())(params)
+    assert not jnp.any(grads["token_embed"]["embedding"][300:])

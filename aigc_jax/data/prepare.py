@@ -35,10 +35,11 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from aigc_jax.data import tokenizers
-from aigc_jax.data.text import DataError
+from aigc_jax.data.text import DataError, stdlib_source_files
 from aigc_jax.files import read_json, write_json
 
 INDEX_FILE, PLAN_FILE, SHARDS_DIR = "index.json", "plan.json", "shards"
+STDLIB = "stdlib"  # --input=stdlib: the embedded corpus
 FORMAT_VERSION = 1
 CHUNK_CHARS = 1 << 18  # the encoder's batch items: ~256k characters, cut after a newline
 
@@ -66,10 +67,13 @@ def file_sha256(path: str) -> str:
 
 
 def input_files(inputs: Iterable[str]) -> list[str]:
-    """Paths given (files, or directories walked recursively, hidden entries skipped), sorted."""
+    """Paths given (files, or directories walked recursively, hidden entries skipped), sorted;
+    `stdlib` (where no such path exists) is the embedded corpus: the standard library's top-level sources."""
     found = []
     for given in inputs:
-        if os.path.isdir(given):
+        if given == STDLIB and not os.path.exists(given):
+            found.extend(str(p) for p in stdlib_source_files())
+        elif os.path.isdir(given):
             for root, dirs, names in os.walk(given):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
                 found.extend(os.path.join(root, n) for n in names if not n.startswith("."))

@@ -77,6 +77,9 @@ class TransformerLM(nn.Module):
 
     Call: tokens [B, T] int -> logits [B, T, V] float32 (and the new cache when one is given).
     positions: [B, T], default 0..T-1. mask: [B or 1, T, S] (default causal over T).
+    vocab_multiple: the embedding table and output projection are padded to a multiple of it
+    (GPT-2's 50,257 -> 50,304 = 393 x 128, for matmul tiling and sharding); the padding rows are
+    never looked up and their logits are cut off, so V stays the tokenizer's vocabulary.
     """
     vocab_size: int
     num_layers: int = 4
@@ -95,6 +98,11 @@ class TransformerLM(nn.Module):
     dtype: str = "float32"  # compute dtype; parameters are always float32
     attention_impl: str = "einsum"
     remat: bool = False
+    vocab_multiple: int = 1
+
+    @property
+    def padded_vocab_size(self) -> int:
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
 
     @classmethod
     def from_config(cls, model_config, vocab_size: int) -> "TransformerLM":
@@ -125,7 +133,7 @@ class TransformerLM(nn.Module):
             mask = layers.causal_mask(length)
         if cache is None and length > self.context_length:
             raise ValueError(f"sequence of length {length} is longer than the context {self.context_length}")
-        embed = nn.Embed(self.vocab_size, self.embed_dim, embedding_init=layers.dense_init(),
+        embed = nn.Embed(self.padded_vocab_size, self.embed_dim, embedding_init=layers.dense_init(),
                          dtype=dtype, param_dtype=jnp.float32, name="token_embed")
         x = embed(tokens).astype(dtype)
         if self.positions == "learned":
@@ -151,9 +159,9 @@ class TransformerLM(nn.Module):
         if self.tie_embeddings:
             logits = embed.attend(x)
         else:
-            logits = nn.Dense(self.vocab_size, use_bias=False, kernel_init=layers.dense_init(), dtype=dtype,
+            logits = nn.Dense(self.padded_vocab_size, use_bias=False, kernel_init=layers.dense_init(), dtype=dtype,
                               param_dtype=jnp.float32, name="lm_head")(x)
-        logits = logits.astype(jnp.float32)
+        logits = logits[..., :self.vocab_size].astype(jnp.float32)  # padding rows cut off (vocab_multiple)
         return logits if cache is None else (logits, new_cache)
 
 
@@ -163,5 +171,5 @@ def flops_per_token(model: TransformerLM, num_params: int, seq_len: int) -> floa
     and values (PaLM appendix B)."""
     lookup = model.context_length * model.embed_dim if model.positions == "learned" else 0
     if not model.tie_embeddings:
-        lookup += model.vocab_size * model.embed_dim
+        lookup += model.padded_vocab_size * model.embed_dim
     return 6.0 * (num_params - lookup) + 12.0 * model.num_layers * model.embed_dim * seq_len

@@ -47,7 +47,8 @@ FIELD_RULES = {
     "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
     "data.markov_order": rules.at_least(1), "data.markov_seed": rules.at_least(0),
     "data.markov_concentration": rules.POSITIVE, "model.parallel_block": rules.FLAG, "model.use_bias": rules.FLAG,
-    "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG, "data.prepared": rules.TEXT,
+    "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG, "model.vocab_multiple": rules.at_least(1),
+    "data.prepared": rules.TEXT,
     "data.verify_shards": rules.FLAG,
 }
 
