@@ -1,0 +1,1 @@
+"""Code generation (Codex, AlphaCode): a sandbox for model-written programs, HumanEval, pass@k."""
