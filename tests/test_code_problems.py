@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from aigc_jax.families.code import humaneval, problems
+from aigc_jax.data import code_problems as problems, humaneval
 
 NUM_TRAIN, NUM_HELD_OUT = 300, 120
 
@@ -189,7 +189,7 @@ def test_truncate_cuts_at_the_first_stop_sequence():
 
 @pytest.fixture(scope="module")
 def sandbox():
-    from aigc_jax.families.code.sandbox import Sandbox
+    from aigc_jax.sandbox import Sandbox
     with Sandbox(workers=2) as box:
         yield box
 

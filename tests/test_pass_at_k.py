@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from aigc_jax.families.code.pass_at_k import mean_pass_at_k, n_at_k, pass_at_k
+from aigc_jax.metrics.pass_at_k import mean_pass_at_k, n_at_k, pass_at_k
 
 
 def exact_pass_at_k(n: int, c: int, k: int) -> Fraction:

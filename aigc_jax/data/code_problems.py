@@ -25,7 +25,7 @@ import random
 import textwrap
 from typing import Any
 
-from aigc_jax.families.code.humaneval import Problem
+from aigc_jax.data.humaneval import Problem
 
 LIST, TEXT, NUMBER = "list[int]", "str", "int"
 VARIABLE = {LIST: "numbers", TEXT: "text", NUMBER: "number"}  # the value's name in the solution

@@ -74,12 +74,21 @@ def load_text_file(path: str, val_fraction: float = 0.1) -> TextSplits:
                       f"{1 - val_fraction:.0%} for training, last {val_fraction:.0%} for validation)")
 
 
+CODE_CORPORA = ("python_functions", "code_problems", "code_finetune")  # aigc_jax/data/code_corpus.py
+
+
 def load_text_splits(data_config) -> TextSplits:
     if data_config.path:
         return load_text_file(data_config.path, data_config.val_fraction)
     if data_config.corpus == "stdlib":
         return load_stdlib_corpus(data_config.val_fraction)
-    raise DataError(f"unknown data.corpus {data_config.corpus!r}; expected 'stdlib' or set data.path")
+    if data_config.corpus in CODE_CORPORA:
+        from aigc_jax.data import code_corpus  # generated problems: imported only when asked for
+        return code_corpus.load_code_splits(data_config.corpus, data_config.val_fraction, seed=0,
+                                            num_train_problems=data_config.get("code_train_problems",
+                                                                               code_corpus.TRAIN_PROBLEMS))
+    raise DataError(f"unknown data.corpus {data_config.corpus!r}; expected 'stdlib', one of {', '.join(CODE_CORPORA)} "
+                    f"or set data.path")
 
 
 def check_length(tokens: np.ndarray, context: int, split: str) -> None:

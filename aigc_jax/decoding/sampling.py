@@ -195,10 +195,11 @@ def _decode(params, prompt, prompt_lengths, keys, forced, *, model, settings: Sa
 
 # ------------------------------------------------------------------ public API
 
-def pad_prompts(prompts: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
-    """Token lists of any lengths -> (tokens [B, P] int32, row i's at 0 .. len_i - 1; lengths [B])."""
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_to: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Token lists of any lengths -> (tokens [B, P] int32, row i's at 0 .. len_i - 1; lengths [B]);
+    P is the longest prompt, or pad_to if that is more."""
     lengths = np.array([len(p) for p in prompts], np.int32)
-    tokens = np.full((len(prompts), max(int(lengths.max(initial=0)), 1)), PAD_ID, np.int32)
+    tokens = np.full((len(prompts), max(int(lengths.max(initial=0)), pad_to, 1)), PAD_ID, np.int32)
     for i, prompt in enumerate(prompts):
         tokens[i, :len(prompt)] = np.asarray(prompt, np.int32)
     return tokens, lengths
@@ -217,8 +218,11 @@ def _check_prompts(prompts: Sequence[Sequence[int]], vocab_size: int) -> None:
 
 
 def generate(model, params, prompts: Sequence[Sequence[int]], rng: Array, settings: SamplingSettings, *,
-             method: str = "cached", return_logits: bool = False) -> Generation:
+             method: str = "cached", return_logits: bool = False, pad_to: int = 0) -> Generation:
     """Continues each prompt (token id lists, any lengths) by up to settings.max_new_tokens.
+
+    pad_to: the prompt block's width at least (calls whose prompts differ in length then share
+    one compiled program; a row's prompt ends where its own length says).
 
     rng: one PRNG key (row i uses split(rng, B)[i]) or keys [B], one per row (typed keys
     from jax.random.key or legacy PRNGKey arrays); row i's
@@ -227,7 +231,7 @@ def generate(model, params, prompts: Sequence[Sequence[int]], rng: Array, settin
     """
     settings.validate(model.vocab_size)
     _check_prompts(prompts, model.vocab_size)
-    tokens, lengths = pad_prompts(prompts)
+    tokens, lengths = pad_prompts(prompts, pad_to)
     if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
         rng = jax.random.wrap_key_data(rng)  # a legacy uint32 PRNGKey (or a stack of them)
     keys = jax.random.split(rng, len(prompts)) if rng.ndim == 0 else rng

@@ -41,7 +41,7 @@ FIELD_RULES = {
     "model.dtype": rules.Choices(("float32", "bfloat16")),
     "model.attention_impl": rules.Choices(("einsum", "xla", "cudnn")),
     "data.tokenizer": rules.Choices(("char", "byte", "bpe")), "data.vocab_size": rules.at_least(0),
-    "data.corpus": rules.Choices(("stdlib", "markov")),
+    "data.corpus": rules.Choices(("stdlib", "markov") + text_data.CODE_CORPORA),
     "data.val_fraction": rules.Range(low=0, high=1, low_open=True, high_open=True),
     "loss.z_loss": rules.NON_NEGATIVE, "train.grad_accum_steps": rules.at_least(1),
     "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
@@ -49,7 +49,7 @@ FIELD_RULES = {
     "data.markov_concentration": rules.POSITIVE, "model.parallel_block": rules.FLAG, "model.use_bias": rules.FLAG,
     "model.tie_embeddings": rules.FLAG, "model.remat": rules.FLAG, "model.vocab_multiple": rules.at_least(1),
     "data.prepared": rules.TEXT,
-    "data.verify_shards": rules.FLAG,
+    "data.verify_shards": rules.FLAG, "data.code_train_problems": rules.at_least(1),
 }
 
 
