@@ -42,6 +42,8 @@ INDEX_FILE, PLAN_FILE, SHARDS_DIR = "index.json", "plan.json", "shards"
 STDLIB = "stdlib"  # --input=stdlib: the embedded corpus
 FORMAT_VERSION = 1
 CHUNK_CHARS = 1 << 18  # the encoder's batch items: ~256k characters, cut after a newline
+GROUP_CHUNKS = 8  # chunks encoded together (~2M characters)
+TASKS_PER_WORKER = 4  # units a worker process tokenizes before a fresh one replaces it (bounds its memory)
 
 
 def usable_cores() -> int:
@@ -255,11 +257,14 @@ def write_shard(out: str, unit: int, pieces: list, tokenizer, dtype: np.dtype, t
         for chunk in text_chunks(piece.text):
             chunks.append(chunk)
             owners.append(i)
-    encoded = encode_many(tokenizer, chunks)
-    per_piece = np.zeros(len(texts), np.int64)
-    for owner, ids in zip(owners, encoded):
-        per_piece[owner] += len(ids)
-    tokens = np.concatenate(encoded).astype(dtype) if encoded else np.zeros(0, dtype)
+    encoded = []  # in groups of about GROUP_CHARS, each kept as compact ids at once (the encoder's
+    per_piece = np.zeros(len(texts), np.int64)  # objects cost ~100 bytes a token while they live)
+    for first in range(0, len(chunks), GROUP_CHUNKS):
+        group = encode_many(tokenizer, chunks[first:first + GROUP_CHUNKS])
+        for owner, ids in zip(owners[first:first + GROUP_CHUNKS], group):
+            per_piece[owner] += len(ids)
+            encoded.append(ids.astype(dtype))
+    tokens = np.concatenate(encoded) if encoded else np.zeros(0, dtype)
     binary, record = shard_paths(out, unit)
     with open(binary + ".tmp", "wb") as f:
         f.write(tokens.tobytes())
@@ -364,7 +369,7 @@ def prepare(inputs: list[str], out: str, *, tokenizer: str = "bpe", vocab_size: 
     else:  # one process per core: the tokenizer's own batch call ran on one core here
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_load_worker_tokenizer,
-                                                    initargs=(out,)) as pool:
+                                                    initargs=(out,), max_tasks_per_child=TASKS_PER_WORKER) as pool:
             futures = {pool.submit(_write_shard_in_worker, out, unit, plan["units"][unit], dtype.str, text_field,
                                    val_fraction): unit for unit in todo}
             for future in concurrent.futures.as_completed(futures):
