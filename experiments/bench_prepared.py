@@ -52,8 +52,10 @@ def train(workdir: str, steps: int, data_flags: list[str]) -> dict:
             "loss": summary["last_train"]["loss"]}
 
 
-def prepare(inputs: str, out: str, flags: list[str]) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
+def prepare(inputs: str, out: str, flags: list[str], reuse: bool = False) -> dict:
+    """Prepares from scratch, or with `reuse` finishes an earlier preparation (keeping its shards)."""
+    if not reuse:
+        shutil.rmtree(out, ignore_errors=True)
     wall, rss = run([sys.executable, "-m", "experiments.prepare_data", f"--input={inputs}", f"--output={out}", *flags])
     index = json.load(open(os.path.join(out, "index.json")))
     size = sum(os.path.getsize(os.path.join(out, s["file"])) for s in index["shards"])
@@ -76,8 +78,11 @@ def speed(args) -> dict:
     return runs
 
 
-def generate_corpus(directory: str, total_bytes: int, file_bytes: int = 64 << 20, seed: int = 0) -> int:
+def generate_corpus(directory: str, total_bytes: int, file_bytes: int = 64 << 20, seed: int = 0,
+                    reuse: bool = False) -> int:
     """Files of about file_bytes each: the standard library's sources in a fresh random order per file."""
+    if reuse and os.path.isdir(directory):
+        return sum(os.path.getsize(os.path.join(directory, name)) for name in os.listdir(directory))
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory)
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in stdlib_source_files()]
@@ -107,10 +112,11 @@ def memory(args) -> dict:
     rows["small train"] = train(os.path.join(args.scratch, "run"), args.steps,
                                 [f"--config.data.prepared={small_data}", *train_flags])
     big = os.path.join(args.scratch, "corpus_big")
-    text_bytes = generate_corpus(big, int(args.corpus_gb * (1 << 30)))
+    text_bytes = generate_corpus(big, int(args.corpus_gb * (1 << 30)), reuse=args.reuse)
     big_data = os.path.join(args.scratch, "prepared_big")
     # the small run's vocabulary, so the two datasets differ only in size
-    rows["big prepare"] = {**prepare(big, big_data, [f"--tokenizer_from={small_data}"]), "text_bytes": text_bytes}
+    rows["big prepare"] = {**prepare(big, big_data, [f"--tokenizer_from={small_data}"], reuse=args.reuse),
+                           "text_bytes": text_bytes, "resumed": args.reuse}
     rows["big train"] = train(os.path.join(args.scratch, "run"), args.steps,
                               [f"--config.data.prepared={big_data}", *train_flags])
     for name, row in rows.items():
@@ -127,6 +133,8 @@ def main() -> None:
     parser.add_argument("--scratch", default="/tmp/aigc_bench_prepared")
     parser.add_argument("--skip_speed", action="store_true")
     parser.add_argument("--skip_memory", action="store_true")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the generated corpus and finish an interrupted big preparation")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
     os.makedirs(args.scratch, exist_ok=True)
