@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -68,3 +69,12 @@ def read_json(path: str, what: str, parse: Callable[[Any], Any] = lambda spec: s
             return parse(json.load(f))
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"corrupt {what} {path!r}: {e}") from None
+
+
+def sha256_of_file(path: str, block_bytes: int = 1 << 22) -> str:
+    """The file's sha256 (hex), read in blocks (any size of file in little memory)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(block_bytes), b""):
+            sha.update(block)
+    return sha.hexdigest()

@@ -36,7 +36,7 @@ import numpy as np
 
 from aigc_jax.data import tokenizers
 from aigc_jax.data.text import DataError, stdlib_source_files
-from aigc_jax.files import read_json, write_json
+from aigc_jax.files import read_json, sha256_of_file, write_json
 
 INDEX_FILE, PLAN_FILE, SHARDS_DIR = "index.json", "plan.json", "shards"
 STDLIB = "stdlib"  # --input=stdlib: the embedded corpus
@@ -55,14 +55,6 @@ def usable_cores() -> int:
 
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
-
-
-def file_sha256(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            sha.update(block)
-    return sha.hexdigest()
 
 
 # ---------------------------------------------------------------- inputs and their plan
@@ -243,7 +235,7 @@ def finished_shard(out: str, unit: int) -> Optional[dict]:
         return None
     with contextlib.suppress(ValueError):
         info = read_json(record, "shard record")
-        if file_sha256(binary) == info["sha256"]:
+        if sha256_of_file(binary) == info["sha256"]:
             return info
     return None
 

@@ -18,9 +18,9 @@ from typing import Optional
 import numpy as np
 
 from aigc_jax.data import tokenizers
-from aigc_jax.data.prepare import FORMAT_VERSION, INDEX_FILE, file_sha256
+from aigc_jax.data.prepare import FORMAT_VERSION, INDEX_FILE
 from aigc_jax.data.text import DataError
-from aigc_jax.files import read_json
+from aigc_jax.files import read_json, sha256_of_file
 
 
 class PreparedDataset:
@@ -47,7 +47,7 @@ class PreparedDataset:
             if os.path.getsize(path) != shard["tokens"] * self.dtype.itemsize:
                 raise DataError(f"shard {path!r} has {os.path.getsize(path):,} bytes; its index says "
                                 f"{shard['tokens'] * self.dtype.itemsize:,}: the dataset is damaged, prepare it again")
-            if verify and file_sha256(path) != shard["sha256"]:
+            if verify and sha256_of_file(path) != shard["sha256"]:
                 raise DataError(f"shard {path!r} fails its checksum: the dataset is damaged, prepare it again")
         self._files: dict[int, int] = {}
         self._lock = threading.Lock()

@@ -5,11 +5,10 @@ directory: "<sha256>  <relative path>". A checkpoint without a checksum file (sa
 version, or interrupted before its checksum) is restored unverified."""
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import Optional
 
-from aigc_jax.files import write_text
+from aigc_jax.files import sha256_of_file, write_text
 
 CHECKSUMS_DIR = "checksums"
 
@@ -21,14 +20,6 @@ def _files(step_dir: str) -> list[str]:
     return sorted(found)
 
 
-def _digest(path: str) -> str:
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
 def checksum_path(checkpoints_dir: str, step: int) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(checkpoints_dir)), CHECKSUMS_DIR, f"{step}.sha256")
 
@@ -36,7 +27,7 @@ def checksum_path(checkpoints_dir: str, step: int) -> str:
 def write(checkpoints_dir: str, step: int) -> str:
     """Writes the checksums of a finished checkpoint (atomically)."""
     step_dir = os.path.join(checkpoints_dir, str(step))
-    lines = [f"{_digest(os.path.join(step_dir, name))}  {name}\n" for name in _files(step_dir)]
+    lines = [f"{sha256_of_file(os.path.join(step_dir, name))}  {name}\n" for name in _files(step_dir)]
     path = checksum_path(checkpoints_dir, step)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     return write_text(path, "".join(lines), "the checksums")
@@ -59,7 +50,7 @@ def verify(checkpoints_dir: str, step: int) -> Optional[str]:
     if missing:
         return f"{missing[0]} is missing"
     for name in sorted(expected):
-        if _digest(os.path.join(step_dir, name)) != expected[name]:
+        if sha256_of_file(os.path.join(step_dir, name)) != expected[name]:
             return f"{name} does not match its checksum"
     return None
 
