@@ -38,6 +38,13 @@ def equivalent(problem):
     return "    result = None\n" + problem.canonical_solution
 
 
+def test_the_completion_is_what_follows_the_whole_prompt():
+    prompt = 'def f(x):\n    """Twice x."""\n'
+    assert evaluate.after_prompt(prompt, "\n    return 2 * x\n") == "    return 2 * x\n"
+    assert evaluate.after_prompt(prompt, " + 1") == " + 1"  # no newline reproduced: kept whole
+    assert evaluate.after_prompt("def g():\n    ", "\n    return 1") == "return 1"
+
+
 def test_pass_at_k_from_the_verdicts_of_known_completions(problems, box):
     completions = [[p.canonical_solution, wrong(p)] for p in problems[:2]] + [[wrong(p), wrong(p)] for p in problems[2:]]
     report = evaluate.codex_report(problems, completions, box, ks=[1, 2])

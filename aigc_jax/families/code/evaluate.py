@@ -1,7 +1,7 @@
 """Judging a code model by running what it writes (Codex, Chen et al. 2021; AlphaCode, Li et al. 2022).
 
-sample_completions: n completions per prompt from the cached decoder, cut at Codex's stop
-sequences. codex_report: each completion's program (prompt + completion + the hidden tests) run in
+sample_completions: n completions per prompt from the cached decoder (continuing the prompt
+without its trailing whitespace: see after_prompt), cut at Codex's stop sequences. codex_report: each completion's program (prompt + completion + the hidden tests) run in
 the sandbox, and the unbiased pass@k. alphacode_report: AlphaCode's pipeline over the same samples:
 filter on the prompt's own examples, cluster the survivors by their outputs on generated inputs,
 submit one program from each of the largest clusters, and count a problem solved when a
@@ -27,7 +27,7 @@ def sample_completions(lm: LanguageModel, prompts: Sequence[str], n: int, settin
     """n completions of each prompt, truncated at the stop sequences. Row (problem p, sample j) draws
     with fold_in(fold_in(key(seed), p), j), so a sample does not depend on the batching; all batches
     share one compiled decoder (prompts padded to the longest)."""
-    ids = [encode_prompt(lm.tokenizer, prompt) for prompt in prompts]
+    ids = [encode_prompt(lm.tokenizer, prompt.rstrip()) for prompt in prompts]
     rows = [(p, j) for p in range(len(prompts)) for j in range(n)]
     width = max(len(i) for i in ids)
     base = jax.random.key(seed)
@@ -39,8 +39,22 @@ def sample_completions(lm: LanguageModel, prompts: Sequence[str], n: int, settin
             np.array([p for p, _ in padded]), np.array([j for _, j in padded]))
         out = sampling.generate(lm.model, lm.params, [ids[p] for p, _ in padded], keys, settings, pad_to=width)
         for (p, _), tokens, length in zip(chunk, out.tokens, out.lengths):
-            texts[p].append(humaneval.truncate(lm.tokenizer.decode(tokens[:length])))
+            completion = after_prompt(prompts[p], lm.tokenizer.decode(tokens[:length]))
+            texts[p].append(humaneval.truncate(completion))
     return texts
+
+
+def after_prompt(prompt: str, generated: str) -> str:
+    """The completion of `prompt` given what was generated after prompt.rstrip().
+
+    Prompts end in a newline (and maybe indentation), but a byte-level BPE never saw that newline
+    as a token of its own before an indented body: it merges it with the next line's indentation
+    ("\n   "). Ending the prompt on a lone newline token asks the model to continue after a line
+    that ended at column 0, so it writes a new `def` (every completion empty once cut). The model
+    continues the prompt without its trailing whitespace instead, and this returns what follows the
+    full prompt (or the whole continuation, when it does not reproduce that whitespace)."""
+    full = prompt.rstrip() + generated
+    return full[len(prompt):] if full.startswith(prompt) else generated
 
 
 def codex_report(problems: Sequence, completions: list[list[str]], sandbox, ks: Sequence[int]) -> dict:
