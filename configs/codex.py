@@ -9,7 +9,7 @@ Variants (`--config=configs/codex.py:VARIANT`):
   finetune   from a pretrain run (--config.train.init_from=ITS_WORKDIR, whose tokenizer it keeps):
              documented functions of the standard library plus generated problems with their
              solutions (data.corpus=code_finetune), 1,500 steps at a lower rate
-  tiny       seconds, for tests (combine: tiny,finetune, which fine-tunes on 200 generated problems alone)
+  tiny       seconds, for tests (alone: pretraining; tiny,finetune fine-tunes on 200 generated problems alone)
 """
 from configs import gpt_char
 
@@ -19,6 +19,8 @@ def get_config(arg=None):
     unknown = [v for v in variants if v not in ("pretrain", "finetune", "tiny")]
     if unknown or not variants or ("pretrain" in variants and "finetune" in variants):
         raise ValueError(f"codex variants: pretrain or finetune, optionally with tiny; got {arg!r}")
+    if "finetune" not in variants:
+        variants.append("pretrain")  # `:tiny` alone is the pretraining stage
     config = gpt_char.get_config()
     config.data.update(corpus="stdlib", tokenizer="bpe", vocab_size=2048)
     config.model.update(num_layers=4, num_heads=4, embed_dim=128, context_length=192, dropout=0.0)

@@ -17,7 +17,9 @@ HOSTILE = {
     "sleeps ignoring signals": ("import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):\n"
                                 "    signal.signal(s, signal.SIG_IGN)\ntime.sleep(60)", "timeout", "wall clock"),
     "fork bomb": ("import os\nwhile True:\n    os.fork()", "failed", "os.fork is not allowed"),
-    "memory hog": ("hog = [bytearray(1 << 26) for _ in range(100)]", "limit", "memory"),
+    "memory hog": ("hog = bytearray(1 << 31)", "limit", "memory"),
+    # growing by 64 MB at a time: the address-space limit or, on a busy machine, the CPU limit first
+    "growing memory hog": ("hog = [bytearray(1 << 26) for _ in range(100)]", "limit", ""),
     "huge output": ("while True:\n    print('spam' * 1000)", "limit", "output over"),
     "deep recursion": ("def down(n):\n    return down(n + 1)\ndown(0)", "failed", "RecursionError"),
     # with the interpreter's guard lifted, the C stack or the CPU limit ends it, whichever comes first
