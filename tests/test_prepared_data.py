@@ -199,6 +199,9 @@ def test_a_run_with_another_tokenizer_or_too_little_data_is_refused(tiny_lm_conf
     with pytest.raises(DataError, match="the run's tokenizer .* differs"):
         families.train(lm_config(tiny_lm_config, **bpe, **{"data.prepared": bpe_data, "train.num_steps": 6}),
                        str(tmp_path / "run"))
+    with pytest.raises(DataError, match="the tokenizer of train.init_from=.* differs"):  # fine-tuning from it
+        families.train(lm_config(tiny_lm_config, **bpe, **{"data.prepared": bpe_data, "train.init_from":
+                                                           str(tmp_path / "run")}), str(tmp_path / "tuned"))
     with pytest.raises(DataError, match="validation split .* has no run of 2049 tokens"):
         families.train(lm_config(tiny_lm_config, **{"data.prepared": out, "data.tokenizer": "byte",
                                                     "model.context_length": 2048}), str(tmp_path / "long"))

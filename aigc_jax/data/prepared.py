@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Optional
 
 import numpy as np
 
@@ -181,14 +180,16 @@ def evaluation_windows(dataset: PreparedDataset, starts: WindowStarts, num_windo
     return dataset.read_windows(places, starts.length)
 
 
-def check_tokenizer(dataset: PreparedDataset, kind: str, vocab_size: int, workdir_tokenizer: Optional[object]) -> None:
-    """A run whose tokenizer differs from the dataset's is refused, naming both."""
+def check_tokenizer(dataset: PreparedDataset, kind: str, vocab_size: int, others: dict) -> None:
+    """A run whose tokenizer differs from the dataset's is refused, naming both: the config's kind and
+    size, and `others` {description: tokenizer} (a resumed run's, a fine-tuning source's)."""
     spec = dataset.index["tokenizer"]
     if kind != spec["kind"] or (kind == "bpe" and vocab_size != spec["vocab_size"]):
         raise DataError(f"the prepared dataset {dataset.directory!r} is tokenized with {spec['kind']} (vocabulary "
                         f"{spec['vocab_size']:,}); the config asks for data.tokenizer={kind!r}, "
                         f"data.vocab_size={vocab_size}: set --config.data.tokenizer={spec['kind']}"
                         + (f" --config.data.vocab_size={spec['vocab_size']}" if spec["kind"] == "bpe" else ""))
-    if workdir_tokenizer is not None and workdir_tokenizer.to_json() != dataset.tokenizer.to_json():
-        raise DataError(f"the run's tokenizer (in its workdir) differs from the one the prepared dataset "
-                        f"{dataset.directory!r} was tokenized with: its token ids would mean other text")
+    for what, tokenizer in others.items():
+        if tokenizer.to_json() != dataset.tokenizer.to_json():
+            raise DataError(f"{what} differs from the one the prepared dataset {dataset.directory!r} was "
+                            f"tokenized with: its token ids would mean other text")

@@ -102,9 +102,13 @@ def prepared_windows(config, workdir: str):
     fixed validation windows."""
     dataset = prepared_data.PreparedDataset(config.data.prepared, verify=config.data.get("verify_shards", True))
     started = workdir and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
-    in_workdir = (tokenizers.load_tokenizer(workdir) if started and
-                  os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)) else None)
-    prepared_data.check_tokenizer(dataset, config.data.tokenizer, config.data.get("vocab_size", 0), in_workdir)
+    others = {}  # tokenizers the run's token ids already mean something in
+    init_from = config.train.get("init_from", "")
+    for what, directory in (("the run's tokenizer (in its workdir)", workdir if started else ""),
+                            (f"the tokenizer of train.init_from={init_from!r}", init_from)):
+        if directory and os.path.exists(os.path.join(directory, tokenizers.TOKENIZER_FILE)):
+            others[what] = tokenizers.load_tokenizer(directory)
+    prepared_data.check_tokenizer(dataset, config.data.tokenizer, config.data.get("vocab_size", 0), others)
     length = config.model.context_length + 1
     train_starts = prepared_data.WindowStarts(dataset.segments("train"), length, "training", dataset.directory)
     val_starts = prepared_data.WindowStarts(dataset.segments("validation"), length, "validation", dataset.directory)
