@@ -172,11 +172,11 @@ def _write(fd: int, data: bytes) -> None:
 # ---------------------------------------------------------------- the worker side of one run
 
 
-def execute(program: str, limits: Limits, audit_hook: bool = True) -> Verdict:
+def execute(program: str, limits: Limits, audit_hook: bool = True, root: Optional[str] = None) -> Verdict:
     """Forks a child for `program`, watches it, cleans up, and judges (called in a worker).
     audit_hook=False leaves out the interpreter-level guard: for testing the kernel's alone."""
     start = time.perf_counter()
-    workdir = tempfile.mkdtemp(prefix="aigc-sandbox-")
+    workdir = tempfile.mkdtemp(prefix="aigc-sandbox-", dir=root)  # root None: the system's temporary directory
     out_read, out_write = os.pipe()
     result_read, result_write = os.pipe()
     nonce = secrets.token_hex(16)
@@ -279,7 +279,7 @@ def serve(requests, replies) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     for line in requests:
         job = json.loads(line)
-        verdict = execute(job["program"], Limits(**job["limits"]), job.get("audit_hook", True))
+        verdict = execute(job["program"], Limits(**job["limits"]), job.get("audit_hook", True), job.get("root"))
         replies.write(json.dumps(dataclasses.asdict(verdict)) + "\n")
         replies.flush()
 
@@ -295,9 +295,10 @@ class _Worker:
                                         stdout=subprocess.PIPE, env=env, text=True, bufsize=1,
                                         start_new_session=True)
 
-    def run(self, program: str, limits: Limits, audit_hook: bool = True) -> Optional[Verdict]:
+    def run(self, program: str, limits: Limits, audit_hook: bool = True,
+            root: Optional[str] = None) -> Optional[Verdict]:
         """The verdict, or None when the worker died or stopped answering."""
-        job = {"program": program, "limits": dataclasses.asdict(limits), "audit_hook": audit_hook}
+        job = {"program": program, "limits": dataclasses.asdict(limits), "audit_hook": audit_hook, "root": root}
         try:
             self.process.stdin.write(json.dumps(job) + "\n")
             self.process.stdin.flush()
@@ -322,8 +323,10 @@ class _Worker:
 class Sandbox:
     """A pool of `workers` worker processes (0: one per usable core); safe to use from threads."""
 
-    def __init__(self, workers: int = 0, limits: Limits = Limits()):
+    def __init__(self, workers: int = 0, limits: Limits = Limits(), root: Optional[str] = None):
+        """root: where the programs' working directories are made (default: the system's temporary directory)."""
         self.limits = limits
+        self.root = root
         count = workers or _usable_cores()
         self._idle: queue.Queue = queue.Queue()
         self._workers: list = []
@@ -343,7 +346,7 @@ class Sandbox:
         the kernel's (seccomp, Landlock) and the limits: for checking those layers on their own."""
         limits = limits or self.limits
         worker = self._idle.get()
-        verdict = worker.run(program, limits, audit_hook)
+        verdict = worker.run(program, limits, audit_hook, self.root)
         if verdict is not None:
             self._idle.put(worker)
             return verdict

@@ -2,7 +2,6 @@
 its verdict is right, and nothing is left behind (no processes, no files); the caller is unharmed."""
 import os
 import signal
-import tempfile
 import threading
 
 import pytest
@@ -68,13 +67,14 @@ def worker_children(box):
     return found
 
 
-def sandbox_dirs():
-    return {name for name in os.listdir(tempfile.gettempdir()) if name.startswith("aigc-sandbox-")}
+def sandbox_dirs(box):
+    return {name for name in os.listdir(box.root) if name.startswith("aigc-sandbox-")}
 
 
 @pytest.fixture(scope="module")
-def box():
-    with Sandbox(workers=2, limits=LIMITS) as sandbox:
+def box(tmp_path_factory):
+    # its own root for the working directories: other tests' sandboxes run at the same time
+    with Sandbox(workers=2, limits=LIMITS, root=str(tmp_path_factory.mktemp("sandbox_root"))) as sandbox:
         yield sandbox
 
 
@@ -87,7 +87,6 @@ def victim(tmp_path):
 
 
 def test_every_hostile_program_is_contained_with_the_right_verdict(box, victim):
-    before = sandbox_dirs()
     names = list(HOSTILE)
     programs = [f"import os\nVICTIM = {victim!r}\n" + HOSTILE[name][0] for name in names]
     verdicts = box.run_many(programs)
@@ -98,7 +97,7 @@ def test_every_hostile_program_is_contained_with_the_right_verdict(box, victim):
     assert open(victim).read() == "precious"
     for escaped in ("/tmp/aigc_sandbox_escape.txt", "/tmp/aigc_sandbox_shell"):
         assert not os.path.exists(escaped)
-    assert worker_children(box) == [] and sandbox_dirs() - before == set()
+    assert worker_children(box) == [] and sandbox_dirs(box) == set()
     assert box.run("assert sum(range(10)) == 45").passed  # the workers still serve
 
 
