@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from aigc_jax import compilation_cache
 from aigc_jax.config import ConfigError
+from aigc_jax.host import usable_cores
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -160,13 +161,6 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
-def usable_cpu_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def resolve_cpu_devices(setting: int, batch_size: int, cores: Optional[int] = None) -> int:
     """How many XLA devices to split the host CPU into (`mesh.cpu_devices`): 0 leaves JAX's
     default (one); -1 means one per usable core, reduced to the largest count that divides
@@ -175,7 +169,7 @@ def resolve_cpu_devices(setting: int, batch_size: int, cores: Optional[int] = No
         return setting
     if setting != -1:
         raise MeshError(f"mesh.cpu_devices must be -1 (one per core), 0 (JAX's default) or positive, got {setting}")
-    count = max(1, min(cores or usable_cpu_cores(), batch_size))
+    count = max(1, min(cores or usable_cores(), batch_size))
     while batch_size % count:
         count -= 1
     return count

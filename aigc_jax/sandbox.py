@@ -47,6 +47,7 @@ import traceback
 from typing import Optional, Sequence
 
 from aigc_jax import sandbox_guards
+from aigc_jax.host import usable_cores
 
 STATUSES = ("passed", "failed", "timeout", "crashed", "limit")
 
@@ -327,7 +328,7 @@ class Sandbox:
         """root: where the programs' working directories are made (default: the system's temporary directory)."""
         self.limits = limits
         self.root = root
-        count = workers or _usable_cores()
+        count = workers or usable_cores()
         self._idle: queue.Queue = queue.Queue()
         self._workers: list = []
         self._lock = threading.Lock()
@@ -372,13 +373,6 @@ class Sandbox:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 if __name__ == "__main__":

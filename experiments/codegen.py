@@ -36,6 +36,7 @@ flags.DEFINE_bool("check_harness", False, "No model: run every problem's canonic
 flags.DEFINE_string("json", "", "Write the report here as JSON.")
 
 FLAGS = flags.FLAGS
+LIMITS = Limits(cpu_seconds=3, wall_seconds=6)  # per program: ample for a function and its tests
 
 
 def load(kind: str, count: int):
@@ -47,7 +48,7 @@ def load(kind: str, count: int):
 
 def check_harness(problems) -> dict:
     """Canonical solutions must all pass and deliberately broken ones all fail: the harness's own test."""
-    with Sandbox(workers=FLAGS.workers, limits=Limits(cpu_seconds=3, wall_seconds=6)) as box:
+    with Sandbox(workers=FLAGS.workers, limits=LIMITS) as box:
         canonical = box.run_many([humaneval.program(p, p.canonical_solution) for p in problems])
         broken = box.run_many([humaneval.program(p, humaneval.broken_completion(p)) for p in problems])
     report = {"problems": FLAGS.problems, "num_problems": len(problems),
@@ -74,7 +75,7 @@ def main(overrides):
     lm = inference.load_language_model(FLAGS.workdir)
     report = {"workdir": FLAGS.workdir, "problems": FLAGS.problems, "num_problems": len(problems),
               "samples": FLAGS.samples, "top_p": FLAGS.top_p, "step": lm.step, "rows": []}
-    with Sandbox(workers=FLAGS.workers, limits=Limits(cpu_seconds=3, wall_seconds=6)) as box:
+    with Sandbox(workers=FLAGS.workers, limits=LIMITS) as box:
         for temperature in [float(t) for t in FLAGS.temperature]:
             settings = SamplingSettings(max_new_tokens=FLAGS.max_new_tokens, temperature=temperature,
                                         top_p=FLAGS.top_p)

@@ -37,6 +37,7 @@ import numpy as np
 from aigc_jax.data import tokenizers
 from aigc_jax.data.text import DataError, stdlib_source_files
 from aigc_jax.files import read_json, sha256_of_file, write_json
+from aigc_jax.host import usable_cores
 
 INDEX_FILE, PLAN_FILE, SHARDS_DIR = "index.json", "plan.json", "shards"
 STDLIB = "stdlib"  # --input=stdlib: the embedded corpus
@@ -44,13 +45,6 @@ FORMAT_VERSION = 1
 CHUNK_CHARS = 1 << 18  # the encoder's batch items: ~256k characters, cut after a newline
 GROUP_CHUNKS = 8  # chunks encoded together (~2M characters)
 TASKS_PER_WORKER = 4  # units a worker process tokenizes before a fresh one replaces it (bounds its memory)
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -249,7 +243,7 @@ def write_shard(out: str, unit: int, pieces: list, tokenizer, dtype: np.dtype, t
         for chunk in text_chunks(piece.text):
             chunks.append(chunk)
             owners.append(i)
-    encoded = []  # in groups of about GROUP_CHARS, each kept as compact ids at once (the encoder's
+    encoded = []  # in groups of GROUP_CHUNKS chunks, each kept as compact ids at once (the encoder's
     per_piece = np.zeros(len(texts), np.int64)  # objects cost ~100 bytes a token while they live)
     for first in range(0, len(chunks), GROUP_CHUNKS):
         group = encode_many(tokenizer, chunks[first:first + GROUP_CHUNKS])
@@ -259,11 +253,11 @@ def write_shard(out: str, unit: int, pieces: list, tokenizer, dtype: np.dtype, t
     tokens = np.concatenate(encoded) if encoded else np.zeros(0, dtype)
     binary, record = shard_paths(out, unit)
     with open(binary + ".tmp", "wb") as f:
-        f.write(tokens.tobytes())
+        f.write(tokens.data)  # the array's own buffer: no copy
         f.flush()
         os.fsync(f.fileno())
     os.replace(binary + ".tmp", binary)
-    sha = hashlib.sha256(tokens.tobytes()).hexdigest()
+    sha = hashlib.sha256(tokens.data).hexdigest()
     info = {"file": os.path.relpath(binary, out), "tokens": int(len(tokens)),
             "train_tokens": int(len(tokens) * (1.0 - val_fraction)), "sha256": sha,
             "pieces": [{"path": p.path, "tokens": int(n), "skipped_records": p.skipped_records}
@@ -285,13 +279,13 @@ def tokenizer_sample(plan: dict, sample_bytes: int, text_field: str) -> str:
             if taken >= per_unit:
                 break
             take = min(end - start, per_unit - taken)
-            cut = line_cuts_in(path, start, start + take, end)
+            cut = line_end_after(path, start + take, end)
             parts.append(read_piece(path, start, cut, text_field).text)
             taken += cut - start
     return "".join(parts)
 
 
-def line_cuts_in(path: str, start: int, want: int, end: int) -> int:
+def line_end_after(path: str, want: int, end: int) -> int:
     """The first offset at or after `want` that ends a line (or `end`)."""
     if want >= end:
         return end

@@ -39,7 +39,7 @@ from aigc_jax.train.state import TrainState
 
 def build_model(config, remat: Optional[bool] = None) -> TransformerLM:
     """The config's TransformerLM over its data.vocab_size entries; `remat` overrides model.remat."""
-    model = TransformerLM.from_config(config.model, config.data.vocab_size)
+    model = lm_task.build_model(config, config.data.vocab_size)
     return model if remat is None else model.clone(remat=remat)
 
 

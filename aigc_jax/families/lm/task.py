@@ -53,6 +53,24 @@ FIELD_RULES = {
 }
 
 
+def run_started(workdir: str) -> bool:
+    """Whether a run already started in `workdir` (its config.json exists): this one resumes it."""
+    return bool(workdir) and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
+
+
+def inherited_tokenizers(config, workdir: str) -> dict:
+    """{description: tokenizer} of the tokenizers whose token ids this run's parameters already
+    mean, the one it must keep first: a resumed run's (in its workdir), a fine-tuning run's
+    source's (train.init_from)."""
+    init_from = config.train.get("init_from", "")
+    found = {}
+    for what, directory in (("the run's tokenizer (in its workdir)", workdir if run_started(workdir) else ""),
+                            (f"the tokenizer of train.init_from={init_from!r}", init_from)):
+        if directory and os.path.exists(os.path.join(directory, tokenizers.TOKENIZER_FILE)):
+            found[what] = tokenizers.load_tokenizer(directory)
+    return found
+
+
 def load_tokenizer_and_data(config, workdir: str):
     """The run's tokenizer and its token splits. The tokenizer is reloaded from the workdir when
     resuming a run that started there (its config.json exists); a fine-tuning run
@@ -60,12 +78,9 @@ def load_tokenizer_and_data(config, workdir: str):
     on; otherwise it is built from the data. It is saved only once the data fit it, so a run that
     failed before starting leaves no tokenizer for the next run to pick up."""
     splits = text_data.load_text_splits(config.data)
-    init_from = config.train.get("init_from", "")
-    started = workdir and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
-    if started and os.path.exists(os.path.join(workdir, tokenizers.TOKENIZER_FILE)):
-        tokenizer = tokenizers.load_tokenizer(workdir)
-    elif init_from and os.path.exists(os.path.join(init_from, tokenizers.TOKENIZER_FILE)):
-        tokenizer = tokenizers.load_tokenizer(init_from)
+    inherited = inherited_tokenizers(config, workdir)
+    if inherited:
+        tokenizer = next(iter(inherited.values()))
     else:
         # BPE learns its merges on the training split alone; a char vocabulary must also hold the
         # validation split's characters (bytes and BPE encode any text).
@@ -77,7 +92,7 @@ def load_tokenizer_and_data(config, workdir: str):
     context = config.model.context_length
     text_data.check_length(train_tokens, context, "training")
     text_data.check_length(val_tokens, context, "validation")
-    if workdir and not started:
+    if workdir and not run_started(workdir):
         tokenizers.save_tokenizer(tokenizer, workdir)
     return tokenizer, train_tokens, val_tokens, splits.description
 
@@ -101,18 +116,12 @@ def prepared_windows(config, workdir: str):
     config's or a resumed run's differs), training windows read on demand per (seed, step), and
     fixed validation windows."""
     dataset = prepared_data.PreparedDataset(config.data.prepared, verify=config.data.get("verify_shards", True))
-    started = workdir and os.path.exists(os.path.join(workdir, config_lib.SAVED_CONFIG_FILE))
-    others = {}  # tokenizers the run's token ids already mean something in
-    init_from = config.train.get("init_from", "")
-    for what, directory in (("the run's tokenizer (in its workdir)", workdir if started else ""),
-                            (f"the tokenizer of train.init_from={init_from!r}", init_from)):
-        if directory and os.path.exists(os.path.join(directory, tokenizers.TOKENIZER_FILE)):
-            others[what] = tokenizers.load_tokenizer(directory)
-    prepared_data.check_tokenizer(dataset, config.data.tokenizer, config.data.get("vocab_size", 0), others)
+    prepared_data.check_tokenizer(dataset, config.data.tokenizer, config.data.get("vocab_size", 0),
+                                  inherited_tokenizers(config, workdir))
     length = config.model.context_length + 1
     train_starts = prepared_data.WindowStarts(dataset.segments("train"), length, "training", dataset.directory)
     val_starts = prepared_data.WindowStarts(dataset.segments("validation"), length, "validation", dataset.directory)
-    if workdir and not started:
+    if workdir and not run_started(workdir):
         tokenizers.save_tokenizer(dataset.tokenizer, workdir)
     windows_at = functools.partial(prepared_data.training_windows, dataset, train_starts, config.seed,
                                    batch_size=config.train.batch_size)
