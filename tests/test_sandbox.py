@@ -44,6 +44,8 @@ HOSTILE = {
     "os._exit(0)": ("import os\nos._exit(0)", "failed", "exited before its end"),
     "atexit hook": ("import atexit, os\natexit.register(lambda: os._exit(0))\nraise ValueError('bad')", "failed",
                     "ValueError: bad"),
+    "too many open files": ("handles = [open(f'f{i}.txt', 'w') for i in range(1000)]", "failed",
+                            "Too many open files"),
     "a file too large": ("open('big.bin', 'wb').write(b'x' * (4 << 20))", "limit", "a file over"),
     "ctypes": ("import ctypes\nctypes.CDLL(None).system(b'touch /tmp/aigc_sandbox_shell')", "failed",
                "ctypes.dlopen is not allowed"),
