@@ -250,7 +250,7 @@ def render(world: ShapesWorld, factors: dict, chunk: int = 256) -> np.ndarray:
     Vectorised over scenes: each object slot is tested only inside a fixed window around its
     centre (the largest object's extent), and the sub-pixels inside are set in the canvas."""
     n = len(factors["count"])
-    s, ss = world.image_size, world.supersample
+    s = world.image_size
     out = np.empty((n, s, s, 3), np.float32)
     for start in range(0, n, chunk):
         part = {key: value[start:start + chunk] for key, value in factors.items()}
