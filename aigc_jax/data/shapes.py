@@ -11,6 +11,10 @@ Geometry. Coordinates are in pixels of the output image: x to the right, y downw
 image spans [0, S) x [0, S), pixel (row i, column j) covers [j, j+1) x [i, i+1). `radius` is
 the circumradius (centre to farthest point): a circle's radius, a square's half-diagonal, a
 triangle's or star's centre-to-tip distance. Every object lies wholly inside the image.
+Size is by area, as the eye judges it: the size bins are ranges of the equal-area radius
+sqrt(area / pi), so a "large" triangle covers as many pixels as a "large" circle (and reaches
+further out), and within a scene the areas differ pairwise by a factor of at least
+MIN_AREA_RATIO, so "the largest object" is plain to see.
 
 A batch of scenes ("factors") is a dict of numpy arrays, N scenes, M = world.max_objects slots:
     background [N] int32   index into BACKGROUNDS
@@ -19,12 +23,13 @@ A batch of scenes ("factors") is a dict of numpy arrays, N scenes, M = world.max
     colour     [N, M] int32   index into COLOURS (-1 in unused slots)
     size       [N, M] int32   index into SIZES (-1 in unused slots)
     radius     [N, M] float32 circumradius in pixels (0 in unused slots)
+    area       [N, M] float32 area in pixels^2, AREA_FACTOR[shape] * radius^2 (0 in unused slots)
     x, y       [N, M] float32 centre in pixels (0 in unused slots)
     rotation   [N, M] float32 radians, counter-clockwise on screen, in [0, 2 pi / symmetry)
                               (0 for circles; symmetry 4 for squares, 3 triangles, 5 stars)
     mask       [N, M] bool    slot holds an object: mask[n, :count[n]] is True, the rest False
 Objects are in sample order, which is also drawing order (later over earlier); the first two
-are the pair a caption relates. The "main" object of a scene is its largest (main_object).
+are the pair a caption relates. The "main" object of a scene is its largest by area (main_object).
 
 Scene n is a pure function of (seed, n, split): np.random.default_rng([seed, n, split code]),
 so it renders to the same pixels whatever batch it is rendered in.
@@ -42,7 +47,7 @@ import numpy as np
 
 from aigc_jax.data.text import DataError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 SHAPES = ("circle", "square", "triangle", "star")
 # Rotational symmetry of each shape (the order of its rotation group; a circle has any, drawn as 1).
@@ -56,10 +61,15 @@ COLOUR_RGB = {  # 8-bit sRGB values; pairwise at least 94 apart (Euclidean)
 BACKGROUNDS = ("black", "grey", "navy", "brown")
 BACKGROUND_RGB = {  # 8-bit sRGB; each at least 140 from every object colour
     "black": (0, 0, 0), "grey": (115, 115, 115), "navy": (15, 15, 75), "brown": (90, 50, 20)}
+# Area / circumradius^2 of each shape: pi; 2; 3 sqrt(3) / 4; a star is 2 n triangles of sides
+# r and r_in with angle pi / n between them, n r r_in sin(pi / n).
+AREA_FACTOR = {"circle": math.pi, "square": 2.0, "triangle": 3.0 * math.sqrt(3.0) / 4.0,
+               "star": 5.0 * STAR_INNER_RATIO * math.sin(math.pi / 5.0)}
 SIZES = ("small", "medium", "large")
-# Circumradius as a fraction of the image size, uniform within the bin; gaps between bins keep
-# the bins readable off the image.
-SIZE_RANGES = {"small": (0.10, 0.13), "medium": (0.155, 0.19), "large": (0.215, 0.26)}
+# Equal-area radius sqrt(area / pi) as a fraction of the image size, uniform within the bin;
+# gaps between bins keep the bins readable off the image.
+SIZE_RANGES = {"small": (0.085, 0.105), "medium": (0.125, 0.15), "large": (0.17, 0.20)}
+MIN_AREA_RATIO = 1.25  # between any two objects of a scene
 RELATIONS = ("above", "below", "left of", "right of")
 INVERSE_RELATION = {"above": "below", "below": "above", "left of": "right of", "right of": "left of"}
 
@@ -69,7 +79,7 @@ DEFAULT_HELDOUT_PAIRS = (("circle", "green"), ("square", "orange"), ("triangle",
 
 SPLITS = {"train": 0, "test": 1, "heldout": 2, "all": 3}  # the split codes seeding each stream
 NUM_TEMPLATES = 4
-PLACEMENT_TRIES = 30  # random positions tried per size bin before a smaller bin is tried
+PLACEMENT_TRIES = 60  # radii, then positions, tried per size bin before another bin is tried
 MAX_OBJECTS_LIMIT = 6
 
 
@@ -110,8 +120,19 @@ class ShapesWorld:
         return tuple(pair_index(SHAPES.index(s), COLOURS.index(c)) for s, c in self.heldout_pairs)
 
     def radius_range(self, size: int) -> tuple:
+        """(low, high) equal-area radius in pixels of size bin `size`."""
         low, high = SIZE_RANGES[SIZES[size]]
         return low * self.image_size, high * self.image_size
+
+    @property
+    def max_circumradius(self) -> float:
+        """The largest circumradius any object can have (a large triangle's)."""
+        return self.radius_range(len(SIZES) - 1)[1] * max(circumradius_per_area_radius(k) for k in range(len(SHAPES)))
+
+
+def circumradius_per_area_radius(shape: int) -> float:
+    """Circumradius of a shape whose area is that of a circle of radius 1: sqrt(pi / AREA_FACTOR)."""
+    return math.sqrt(math.pi / AREA_FACTOR[SHAPES[shape]])
 
 
 def pair_index(shape, colour):
@@ -138,25 +159,42 @@ def _scene_pairs(world: ShapesWorld, rng: np.random.Generator, count: int, split
     return [divmod(int(p), len(COLOURS)) for p in chosen]
 
 
-def _place(world: ShapesWorld, rng: np.random.Generator, size: int, placed: list) -> tuple:
-    """(size, radius, x, y) of a new object that overlaps none already placed.
+def _place(world: ShapesWorld, rng: np.random.Generator, size: int, shape: int, placed: list) -> tuple:
+    """(size, circumradius, x, y) of a new object that overlaps none already placed (a list of
+    (circumradius, x, y, area)) and whose area differs from each of theirs by MIN_AREA_RATIO.
 
-    Rejection sampling: PLACEMENT_TRIES uniform positions for a radius drawn from the size bin;
-    if none keeps the circumcircles apart (centre distance >= r_a + r_b), the next smaller bin
-    is tried. Should even the small bin fail, the candidate with the largest clearance is kept
-    (a slight overlap). So crowded scenes hold fewer large objects than the uniform prior."""
+    Rejection sampling: an equal-area radius from the size bin (redrawn up to PLACEMENT_TRIES
+    times until its area is MIN_AREA_RATIO from every placed one), then PLACEMENT_TRIES uniform
+    positions; if none keeps the circumcircles apart (centre distance >= r_a + r_b), the other
+    bins are tried (smaller ones first, then larger). Should every bin fail, the candidate with
+    the largest clearance is kept (a slight overlap). So crowded scenes hold fewer large objects
+    than the uniform prior, and scenes have no two objects of nearly equal area."""
     size_s = world.image_size
+    scale = circumradius_per_area_radius(shape)
     best, best_gap = None, -math.inf
-    for bin_ in range(size, -1, -1):
+    order = [size] + list(range(size - 1, -1, -1)) + list(range(size + 1, len(SIZES)))
+    for bin_ in order:
         low, high = world.radius_range(bin_)
-        radius = float(rng.uniform(low, high))
+        for _ in range(PLACEMENT_TRIES):
+            area_radius = float(rng.uniform(low, high))
+            area = math.pi * area_radius ** 2
+            if all(max(area, other) >= MIN_AREA_RATIO * min(area, other) for _, _, _, other in placed):
+                break
+        else:
+            continue
+        radius = area_radius * scale
         for _ in range(PLACEMENT_TRIES):
             x, y = rng.uniform(radius, size_s - radius, size=2)
-            gap = min((math.hypot(x - px, y - py) - radius - pr for pr, px, py in placed), default=math.inf)
+            gap = min((math.hypot(x - px, y - py) - radius - pr for pr, px, py, _ in placed), default=math.inf)
             if gap >= 0.0:
                 return bin_, radius, float(x), float(y)
             if gap > best_gap:
                 best, best_gap = (bin_, radius, float(x), float(y)), gap
+    if best is None:  # no bin had an area far enough from the others': the nearest is kept
+        low, high = world.radius_range(size)
+        radius = float(rng.uniform(low, high)) * scale
+        x, y = rng.uniform(radius, size_s - radius, size=2)
+        best = (size, radius, float(x), float(y))
     return best
 
 
@@ -179,7 +217,7 @@ def sample_factors(world: ShapesWorld, seed: int, indices, split: str = "train")
     out = {"background": np.zeros(n, np.int32), "count": np.zeros(n, np.int32)}
     for key in ("shape", "colour", "size"):
         out[key] = np.full((n, m), -1, np.int32)
-    for key in ("radius", "x", "y", "rotation"):
+    for key in ("radius", "area", "x", "y", "rotation"):
         out[key] = np.zeros((n, m), np.float32)
     out["mask"] = np.zeros((n, m), bool)
     for row, index in enumerate(indices):
@@ -189,11 +227,12 @@ def sample_factors(world: ShapesWorld, seed: int, indices, split: str = "train")
         out["count"][row] = count
         placed = []
         for slot, (shape, colour) in enumerate(_scene_pairs(world, rng, count, split)):
-            size, radius, x, y = _place(world, rng, int(rng.integers(0, len(SIZES))), placed)
-            placed.append((radius, x, y))
+            size, radius, x, y = _place(world, rng, int(rng.integers(0, len(SIZES))), shape, placed)
+            area = AREA_FACTOR[SHAPES[shape]] * radius ** 2
+            placed.append((radius, x, y, area))
             symmetry = SYMMETRY[SHAPES[shape]]
             rotation = 0.0 if symmetry == 1 else float(rng.uniform(0.0, 2.0 * math.pi / symmetry))
-            for key, value in (("shape", shape), ("colour", colour), ("size", size), ("radius", radius),
+            for key, value in (("shape", shape), ("colour", colour), ("size", size), ("radius", radius), ("area", area),
                                ("x", x), ("y", y), ("rotation", rotation), ("mask", True)):
                 out[key][row, slot] = value
     return out
@@ -205,8 +244,8 @@ def scene_of(factors: dict, n: int) -> dict:
 
 
 def main_object(factors: dict) -> np.ndarray:
-    """[N] slot of each scene's largest object (largest radius; the earliest on a tie)."""
-    return np.argmax(np.where(factors["mask"], factors["radius"], -1.0), axis=-1)
+    """[N] slot of each scene's largest object by area (the earliest on a tie)."""
+    return np.argmax(np.where(factors["mask"], factors["area"], -1.0), axis=-1)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -269,7 +308,7 @@ def _render_chunk(world: ShapesWorld, factors: dict) -> np.ndarray:
     palette = np.concatenate([_palette(COLOURS, COLOUR_RGB), _palette(BACKGROUNDS, BACKGROUND_RGB)])
     codes = len(palette)
     canvas = np.repeat((len(COLOURS) + factors["background"]).astype(np.uint8), hi * hi)  # flat [n * hi * hi]
-    max_radius = world.radius_range(len(SIZES) - 1)[1]
+    max_radius = world.max_circumradius
     window = min(hi, int(math.ceil(2 * max_radius * ss)) + 2)
     offsets = np.arange(window)
     scene_base = (np.arange(n, dtype=np.int64) * hi * hi)[:, None, None]
