@@ -5,6 +5,8 @@ Variants (`--config=configs/dcgan.py:VARIANT`):
   mnist   28x28 MNIST from IDX files: by default the reference copy of the MNIST test set,
           ../shared/data/mnist/t10k-{images-idx3,labels-idx1}-ubyte.gz (80% train, 20% test);
           any IDX file with --config.data.path=... (--config.data.labels_path=... for labels).
+  shapes  32x32 RGB scenes of the procedural shapes world (aigc_jax/data/shapes.py), scored by the
+          project's factor classifier: the StyleGAN2 comparison's baseline (configs/stylegan.py).
   tiny    a few steps of a very small model on the digits (tests).
 
 Recipe from the DCGAN paper: Adam, learning rate 2e-4, beta1 0.5; batch norm in G, leaky ReLU
@@ -32,6 +34,10 @@ def get_config(arg=None):
     config.data.labels_path = ""  # IDX labels for data.path (needed for scores and conditioning)
     config.data.test_fraction = 0.2
     config.data.image_size = 0  # 0: native size; else nearest-neighbour resize (divisible by 4)
+    config.data.num_train = 20000  # shapes world only: scenes of its train stream (no held-out pair)
+    config.data.num_test = 2000
+    config.data.min_objects = 1
+    config.data.max_objects = 3
 
     config.model = ml_collections.ConfigDict()
     config.model.kind = "dcgan"
@@ -62,6 +68,9 @@ def get_config(arg=None):
     config.eval.grid_samples = 100  # samples in each PNG grid
     config.eval.classifier_steps = 1500  # training steps of the scoring classifier; 0 = no scores
     config.eval.classifier_cache = ""  # directory; "" = ~/.cache/aigc_jax/classifiers
+    # The shapes world's judge (aigc_jax/metrics/factor_classifier.py), trained once and cached:
+    config.eval.factor_classifier_steps = 3500
+    config.eval.factor_classifier_scenes = 30000  # rendered training scenes (every (shape, colour) pair)
 
     if arg in (None, "", "digits"):
         pass
@@ -70,11 +79,16 @@ def get_config(arg=None):
         config.model.update(latent_dim=100, g_width=128, d_width=64)
         config.train.update(num_steps=5000, eval_every=1000)
         config.eval.update(classifier_steps=2000, grid_samples=64)
+    elif arg == "shapes":
+        config.data.update(dataset="shapes", image_size=32)
+        config.model.update(latent_dim=128, g_width=128, d_width=64)
+        config.train.update(num_steps=3000, batch_size=32, eval_every=1000)
+        config.eval.update(num_samples=2000, grid_samples=64)
     elif arg == "tiny":
         config.model.update(latent_dim=8, g_width=16, d_width=8)
         config.train.update(num_steps=20, batch_size=16, log_every=5, eval_every=10, checkpoint_every=10)
         config.eval.update(num_samples=100, batch_size=50, standing_stats_samples=64, grid_samples=20,
-                           classifier_steps=50)
+                           classifier_steps=50, factor_classifier_steps=20, factor_classifier_scenes=256)
     else:
-        raise ValueError(f"unknown dcgan variant {arg!r}; expected digits, mnist or tiny")
+        raise ValueError(f"unknown dcgan variant {arg!r}; expected digits, mnist, shapes or tiny")
     return config

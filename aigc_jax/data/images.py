@@ -1,4 +1,5 @@
-"""Image data sets: scikit-learn's 8x8 digits (embedded default, no download), and a
+"""Image data sets: scikit-learn's 8x8 digits (embedded default, no download), the procedural
+shapes world (aigc_jax/data/shapes.py: RGB scenes with known factors, rendered and cached), and a
 user's IDX (MNIST format, optionally gzipped) or NPZ files by path.
 
 Images come back as float32 [N, H, W, 1] in [0, 1] with int32 labels [N] (-1 when the
@@ -15,6 +16,9 @@ from typing import Optional
 import numpy as np
 
 from aigc_jax.data.text import DataError
+
+DATASETS = ("digits", "shapes")  # config data.dataset: the embedded / generated sets
+SHAPES_DATA_SEED = 0  # the shapes world's scenes are a fixed data set, not a function of the run's seed
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,39 @@ def load_image_splits(data_config) -> ImageSplits:
         return load_idx_images(path, data_config.get("labels_path", "") or None, test_fraction)
     if data_config.dataset == "digits":
         return load_digits(test_fraction)
-    raise DataError(f"unknown data.dataset {data_config.dataset!r}; expected 'digits' or set data.path")
+    if data_config.dataset == "shapes":
+        return load_shapes(data_config)
+    raise DataError(f"unknown data.dataset {data_config.dataset!r}; expected one of {', '.join(DATASETS)} "
+                    f"or set data.path")
+
+
+def uses_shapes_world(data_config) -> bool:
+    return not data_config.get("path", "") and data_config.get("dataset", "") == "shapes"
+
+
+def shapes_world(data_config):
+    """The ShapesWorld of config.data: image_size (0: 32), min_objects, max_objects."""
+    from aigc_jax.data.shapes import ShapesWorld
+    return ShapesWorld(image_size=data_config.get("image_size", 0) or 32,
+                       min_objects=data_config.get("min_objects", 1), max_objects=data_config.get("max_objects", 3))
+
+
+def load_shapes(data_config) -> ImageSplits:
+    """data.num_train scenes of the shapes world's "train" stream (no held-out (shape, colour)
+    pair) and data.num_test of its "test" stream, RGB in [0, 1]; labels: the largest object's
+    shape (aigc_jax/data/shapes.py SHAPES), for class-conditional models."""
+    from aigc_jax.data import shapes
+    world = shapes_world(data_config)
+    parts = []
+    for split, count in (("train", data_config.get("num_train", 20000)), ("test", data_config.get("num_test", 2000))):
+        pixels, factors = shapes.make_dataset(world, SHAPES_DATA_SEED, count, split)
+        labels = factors["shape"][np.arange(count), shapes.main_object(factors)].astype(np.int32)
+        parts.append((pixels.astype(np.float32) / 255.0, labels))
+    (train, train_labels), (test, test_labels) = parts
+    return ImageSplits(train, train_labels, test, test_labels,
+                       f"shapes world ({world.min_objects}-{world.max_objects} objects, held-out pairs "
+                       f"{', '.join(f'{c} {s}' for s, c in world.heldout_pairs)}): {len(train)} training and "
+                       f"{len(test)} test scenes")
 
 
 def resize_nearest(images: np.ndarray, size: int) -> np.ndarray:

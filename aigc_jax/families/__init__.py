@@ -20,6 +20,7 @@ FAMILIES = {
     "lm": "aigc_jax.families.lm.task",
     "seq2seq": "aigc_jax.families.seq2seq.task",
     "gan": "aigc_jax.families.gan.task",
+    "stylegan": "aigc_jax.families.gan.stylegan_task",
     "vae": "aigc_jax.families.vae.task",
     "flow": "aigc_jax.families.flow.task",
 }

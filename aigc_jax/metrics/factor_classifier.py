@@ -307,6 +307,7 @@ class FactorScores:
         probs, real_features = predict(model, params, real_images)
         self.real_mean, self.real_cov = gaussian_of(real_features)
         self.real_marginals = {name: probs[name].mean(axis=0) for name in CATEGORICAL_HEADS}
+        self.real_present_rates = {name: (probs[name] > 0.5).mean(axis=0) for name in MULTI_LABEL_HEADS}
         self.heldout = np.asarray(model.world.heldout_pair_indices, np.int32)
         self.real_heldout_pair_rate = (float(np.mean(np.any(probs["pair_present"][:, self.heldout] > 0.5, axis=-1)))
                                        if len(self.heldout) else 0.0)
@@ -342,8 +343,9 @@ class FactorScores:
             out[f"factor_tv_{name}"] = tv
             tvs.append(tv)
         out["factor_match"] = float(np.mean(tvs))
-        for name in MULTI_LABEL_HEADS:
-            out[f"present_rate_{name}"] = np.asarray(sums[f"present_sum_{name}"], np.float64) / n
+        for name in MULTI_LABEL_HEADS:  # scalars only (the loop logs them): the rates' distance to the real ones
+            rates = np.asarray(sums[f"present_sum_{name}"], np.float64) / n
+            out[f"present_tv_{name}"] = float(np.abs(rates - self.real_present_rates[name]).mean())
         if "heldout_pair_sum" in sums:
             out["heldout_pair_rate"] = float(sums["heldout_pair_sum"]) / n
             out["real_heldout_pair_rate"] = self.real_heldout_pair_rate

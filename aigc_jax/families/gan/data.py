@@ -4,6 +4,7 @@ gives train batches as a pure function of (seed, step), evaluation sums and a pr
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import jax.numpy as jnp
@@ -80,19 +81,48 @@ class ImageSource:
         self.name = splits.description.split(":")[0]
         self.preview_count = config.eval.grid_samples
         self.scores = None
+        self.feature_fn = None  # images in [0, 1] -> the scoring network's features (jit-able)
+        self.attribute_fn = None  # images in [0, 1] (numpy) -> ({name: bool [N]}, {name: confidence [N]})
         self.eval_metric = ""  # the Frechet distance once a classifier scores the samples
         self.description = f"{splits.description}, {train.shape[1]}x{train.shape[2]}"
-        if self.has_labels and config.eval.classifier_steps > 0:
+        if image_data.uses_shapes_world(config.data) and config.eval.classifier_steps > 0:
+            self._score_with_factor_classifier(config, test)
+        elif self.has_labels and config.eval.classifier_steps > 0:
             settings = ClassifierSettings(num_classes=self.num_classes, steps=config.eval.classifier_steps)
             model, params, accuracy, path = load_or_train_classifier(
                 train, splits.train_labels, test, splits.test_labels, settings, config.eval.classifier_cache)
             self.scores = classifier_score.ClassifierScores(model, params, train)
+            self.feature_fn = lambda images: model.apply({"params": params}, images)[1]
+            self.attribute_fn = functools.partial(class_attributes, model, params)
             self.eval_metric = "frechet_distance"
             floor = self.scores.frechet_distance_of(test)
             self.description += (f"; scored by our own classifier (test accuracy {accuracy:.3f}, {path}; not "
                                  f"Inception): Frechet distance of the real test images {floor:.3f}")
         elif not self.has_labels:
             self.description += "; no labels, so no classifier-based scores (set data.labels_path)"
+
+    def _score_with_factor_classifier(self, config, test: np.ndarray) -> None:
+        """The shapes world's judge: the factor classifier (aigc_jax/metrics/factor_classifier.py,
+        trained once on every (shape, colour) pair and cached; eval.factor_classifier_steps and
+        eval.factor_classifier_scenes) gives the Frechet distance, classifier score and factor match."""
+        from aigc_jax.metrics import factor_classifier as fc
+        world = image_data.shapes_world(config.data)
+        scenes = config.eval.factor_classifier_scenes
+        settings = fc.FactorSettings(steps=config.eval.factor_classifier_steps, train_scenes=scenes,
+                                     test_scenes=min(fc.FactorSettings.test_scenes, scenes))
+        model, params, accuracy, path = fc.load_or_train_factor_classifier(world, settings,
+                                                                           cache_dir=config.eval.classifier_cache)
+        real = (self.images + 1.0) / 2.0
+        self.scores = fc.FactorScores(model, params, real)
+        self.feature_fn = lambda images: model.apply({"params": params}, images)[1]
+        self.attribute_fn = functools.partial(fc.binary_attributes, model, params)
+        self.eval_metric = "frechet_distance"
+        floor = self.scores.frechet_distance_of(test)
+        test_accuracy = accuracy["test"]
+        self.description += (f"; scored by our factor classifier ({path}; test accuracy: count "
+                             f"{test_accuracy['count']:.3f}, main shape {test_accuracy['shape']:.3f}, main colour "
+                             f"{test_accuracy['colour']:.3f}; not Inception): Frechet distance of the real test "
+                             f"scenes {floor:.3f}")
 
     def train_batch(self, seed: int, step: int, count: int):
         return image_data.image_batch(self.images, self.labels, seed, step, count)
@@ -108,3 +138,17 @@ class ImageSource:
     def save_preview(self, samples: np.ndarray, path: str) -> None:
         columns = self.num_classes if self.num_classes and samples.shape[0] % self.num_classes == 0 else 0
         save_image_grid((samples + 1.0) / 2.0, path, columns=columns, scale=max(1, 64 // samples.shape[1]))
+
+
+def class_attributes(model, params, images: np.ndarray):
+    """One binary attribute per class ("class_k": the classifier's p(k | x) > 1/2). The confidence of
+    every attribute is the classifier's confidence in the sample, max_k p(k | x), so linear
+    separability keeps the same confident half of the samples for all of them (a per-attribute
+    max(p, 1 - p) would keep mostly the 90% negatives of each one-vs-rest attribute)."""
+    from aigc_jax.metrics.classifier import classify
+    logits, _ = classify(model, params, images)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    confidence = probs.max(-1)
+    labels = {f"class_{k}": probs[:, k] > 0.5 for k in range(probs.shape[1])}
+    return labels, {name: confidence for name in labels}

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax import config_rules as rules
+from aigc_jax.data import images as image_data
 from aigc_jax.data import toy2d
 from aigc_jax.families.gan import losses
 from aigc_jax.families.gan.losses import LOSSES
@@ -50,7 +51,8 @@ from aigc_jax.train.state import TrainState
 from aigc_jax.train.update import apply_gradients
 from aigc_jax.families.gan.data import ImageSource, ToySource
 
-MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.image_size")
+MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.image_size", "data.min_objects",
+                "data.max_objects")
 # Declared ranges and choices (aigc_jax/config_rules.py), checked before anything is built.
 FIELD_RULES = {
     "model.kind": rules.Choices(("mlp", "dcgan")),  # mlp for 2-D data, dcgan for images
@@ -60,13 +62,15 @@ FIELD_RULES = {
     "model.bn_momentum": rules.FRACTION, "model.g_hidden": rules.at_least(1), "model.g_layers": rules.at_least(1),
     "model.g_batch_norm": rules.FLAG, "model.d_hidden": rules.at_least(1), "model.d_layers": rules.at_least(1),
     "model.d_maxout_pieces": rules.at_least(1), "model.g_width": rules.at_least(1), "model.d_width": rules.at_least(1),
-    "data.dataset": rules.Choices(toy2d.DATASETS + ("digits",)), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
+    "data.dataset": rules.Choices(toy2d.DATASETS + image_data.DATASETS), "data.num_test": rules.at_least(1),
+    "data.min_objects": rules.at_least(1), "data.max_objects": rules.at_least(1), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
     "data.std": rules.NON_NEGATIVE, "data.ring_modes": rules.at_least(1), "data.ring_radius": rules.POSITIVE,
     "data.grid_side": rules.at_least(1), "data.grid_spacing": rules.POSITIVE, "data.num_train": rules.at_least(1),
     "data.test_fraction": rules.OPEN_FRACTION, "data.image_size": rules.at_least(0),  # 0: the images' own size
     "eval.num_samples": rules.at_least(1), "eval.standing_stats_samples": rules.at_least(1),
     "eval.grid_samples": rules.at_least(1), "eval.classifier_steps": rules.at_least(0),  # 0: no classifier scores
     "eval.classifier_cache": rules.TEXT,
+    "eval.factor_classifier_steps": rules.at_least(1), "eval.factor_classifier_scenes": rules.at_least(1),
 }
 
 

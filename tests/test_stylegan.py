@@ -1,0 +1,159 @@
+"""StyleGAN2's parts against their definitions (aigc_jax/families/gan/stylegan_*.py)."""
+import math
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.families.gan import stylegan_model as sm
+from aigc_jax.families.gan import stylegan_task as st
+from aigc_jax.families.gan.losses import r1_penalty
+from aigc_jax.metrics import latent_space
+
+
+def test_demodulation_gives_unit_output_variance_for_unit_variance_input():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    x = jax.random.normal(k1, (8, 96, 96, 16))
+    kernel = jax.random.normal(k2, (3, 3, 16, 12)) * 0.3
+    styles = jnp.exp(jax.random.normal(k3, (8, 16)))  # very different scales per input channel
+    y = sm.modulated_conv(x, kernel, styles, demodulate=True)
+    interior = np.asarray(y[:, 1:-1, 1:-1, :])  # away from the zero padding
+    per_channel = interior.std(axis=(1, 2))  # [N, O]: each sample's own output variance
+    np.testing.assert_allclose(per_channel, 1.0, atol=0.05)
+    # without demodulation the variance follows the styles and weights, not 1
+    raw = np.asarray(sm.modulated_conv(x, kernel, styles, demodulate=False))[:, 1:-1, 1:-1]
+    assert np.abs(raw.std(axis=(1, 2)) - 1.0).max() > 0.5
+
+
+def test_modulated_conv_equals_per_sample_weights():
+    """The scale-input / scale-output form equals convolving each sample with its own w''."""
+    k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
+    x = jax.random.normal(k1, (3, 6, 6, 4))
+    kernel = jax.random.normal(k2, (3, 3, 4, 5))
+    styles = jax.random.normal(k3, (3, 4))
+    y = sm.modulated_conv(x, kernel, styles, demodulate=True)
+    for n in range(3):
+        w = kernel * styles[n][None, None, :, None]
+        w = w / jnp.sqrt(jnp.sum(w ** 2, axis=(0, 1, 2), keepdims=True) + 1e-8)
+        np.testing.assert_allclose(np.asarray(y[n]), np.asarray(sm.conv2d(x[n:n + 1], w)[0]), atol=1e-4)
+
+
+def test_psi_zero_returns_w_avg_and_the_cutoff_keeps_later_layers():
+    ws = jax.random.normal(jax.random.key(2), (5, 6, 7))
+    w_avg = jax.random.normal(jax.random.key(3), (7,))
+    np.testing.assert_allclose(np.asarray(sm.truncate(ws, w_avg, 0.0)), np.broadcast_to(w_avg, ws.shape), atol=1e-6)
+    np.testing.assert_allclose(np.asarray(sm.truncate(ws, w_avg, 1.0)), np.asarray(ws), atol=1e-6)
+    cut = np.asarray(sm.truncate(ws, w_avg, 0.0, cutoff=2))
+    np.testing.assert_allclose(cut[:, :2], np.broadcast_to(w_avg, (5, 2, 7)), atol=1e-6)
+    np.testing.assert_array_equal(cut[:, 2:], np.asarray(ws[:, 2:]))
+
+
+@pytest.mark.parametrize("cutoff", [1, 3, 5])
+def test_style_mixing_switches_sources_exactly_at_the_cutoff(cutoff):
+    a = jnp.zeros((2, 6, 3))
+    b = jnp.ones((2, 6, 3))
+    mixed = np.asarray(sm.mix_styles(a, b, cutoff))
+    assert (mixed[:, :cutoff] == 0).all() and (mixed[:, cutoff:] == 1).all()
+
+
+def test_the_step_mixes_styles_at_one_cutoff_per_batch():
+    """With style_mixing = 1, ws take the first latent's w up to a cutoff in [1, num_ws) and the second's after."""
+    config = tiny_config()
+    config.loss.style_mixing = 1.0
+    game = st.build_game(config, (16, 16, 3))
+    g_params = game.generator.init({"params": jax.random.key(0), "noise": jax.random.key(1)},
+                                   jnp.zeros((1, game.z_dim)))["params"]
+    cutoffs = set()
+    for seed in range(12):
+        ws, w = game.mixed_styles(g_params, jax.random.key(seed), 4)
+        ws, w = np.asarray(ws), np.asarray(w)
+        first = np.all(np.isclose(ws, w[:, None]), axis=(0, 2))  # per layer: equal to the first latent's w
+        cutoff = int(np.argmin(first)) if not first.all() else game.num_ws
+        assert first[:cutoff].all() and not first[cutoff:].any()
+        assert 1 <= cutoff < game.num_ws
+        cutoffs.add(cutoff)
+    assert len(cutoffs) > 1
+
+
+def test_r1_penalty_of_a_linear_critic_is_gamma_half_the_squared_weight_norm():
+    a = jnp.arange(12.0).reshape(3, 4) / 10.0
+    critic = lambda x: jnp.sum(x * a, axis=(1, 2))  # noqa: E731 - D(x) = <a, x>, gradient a
+    real = jax.random.normal(jax.random.key(0), (5, 3, 4))
+    assert float(r1_penalty(critic, real, gamma=0.3)) == pytest.approx(0.15 * float(jnp.sum(a ** 2)), rel=1e-5)
+    game = types.SimpleNamespace(critic=lambda params, x: critic(x) * params, r1_gamma=0.3, r1_interval=16)
+    total, penalty = st.r1_objective(2.0, game, real)  # the critic scaled by 2: 4x the penalty
+    assert float(penalty) == pytest.approx(0.6 * float(jnp.sum(a ** 2)), rel=1e-5)
+    assert float(total) == pytest.approx(16 * float(penalty), rel=1e-6)
+
+
+def test_path_length_penalty_of_a_linear_generator_against_hand_values():
+    """g(ws) = images with g linear: J^T y = A^T y, so the lengths and the penalty have closed forms."""
+    count, num_ws, w_dim, size = 3, 2, 4, 2
+    A = jax.random.normal(jax.random.key(5), (num_ws * w_dim, size * size))
+    ws_fixed = jax.random.normal(jax.random.key(6), (count, num_ws, w_dim))
+    game = types.SimpleNamespace(
+        mixed_styles=lambda params, rng, n: (ws_fixed * params, None),
+        synthesis=lambda params, ws, rng: (ws.reshape(count, -1) @ A).reshape(count, size, size, 1),
+        pl_decay=0.1, pl_weight=2.0, pl_interval=4)
+    pl_mean = 0.5
+    rng = jax.random.key(7)
+    total, (new_mean, penalty, mean_length) = st.path_length_objective(1.0, game, pl_mean, rng, count)
+    _, _, y_rng = jax.random.split(rng, 3)
+    y = jax.random.normal(y_rng, (count, size, size, 1)) / math.sqrt(size * size)
+    grads = np.asarray(y.reshape(count, -1) @ A.T).reshape(count, num_ws, w_dim)  # J^T y per sample
+    lengths = np.sqrt(np.mean(np.sum(grads ** 2, axis=2), axis=1))
+    expected_mean = pl_mean + 0.1 * (lengths.mean() - pl_mean)
+    assert float(new_mean) == pytest.approx(expected_mean, rel=1e-5)
+    assert float(penalty) == pytest.approx(np.mean((lengths - expected_mean) ** 2), rel=1e-4)
+    assert float(total) == pytest.approx(2.0 * 4 * float(penalty), rel=1e-6)
+    assert float(mean_length) == pytest.approx(lengths.mean(), rel=1e-5)
+
+
+def test_lazy_regularisation_corrects_rate_and_betas():
+    from configs.stylegan import stylegan_adam
+    section = st.lazy_optimizer(stylegan_adam(0.002), 16, True)
+    assert section.learning_rate == pytest.approx(0.002 * 16 / 17)
+    assert section.beta2 == pytest.approx(0.99 ** (16 / 17)) and section.beta1 == 0.0
+    assert st.lazy_optimizer(stylegan_adam(0.002), 16, False).learning_rate == 0.002
+    assert st.ema_decay_of(32, 10.0) ** (10000 / 32) == pytest.approx(0.5)
+
+
+def test_minibatch_stddev_is_the_group_standard_deviation():
+    x = jax.random.normal(jax.random.key(8), (8, 2, 2, 3))
+    out = np.asarray(sm.minibatch_stddev(x, group_size=4))
+    assert out.shape == (8, 2, 2, 4)
+    np.testing.assert_array_equal(out[..., :3], np.asarray(x))
+    xs = np.asarray(x)
+    for n in range(8):
+        group = xs[n % 2::2]  # sample n is in group n mod (N / G)
+        assert out[n, 0, 0, 3] == pytest.approx(np.sqrt(group.var(axis=0) + 1e-8).mean(), rel=1e-5)
+
+
+def test_slerp_stays_on_the_sphere_and_hits_the_ends():
+    a = jax.random.normal(jax.random.key(9), (4, 16))
+    b = a[::-1] * 1.0
+    t = jnp.array([0.0, 0.3, 0.7, 1.0])
+    out = np.asarray(latent_space.slerp(a, b, t))
+    np.testing.assert_allclose(out[0], np.asarray(a[0]), atol=1e-5)
+    np.testing.assert_allclose(out[3], np.asarray(b[3]), atol=1e-5)
+
+
+def test_conditional_entropy_and_separability_on_a_separable_toy():
+    assert latent_space.conditional_entropy(np.array([1, 1, 0, 0]), np.array([1, 1, 0, 0])) == 0.0
+    assert latent_space.conditional_entropy(np.array([1, 0, 1, 0]), np.array([1, 1, 0, 0])) == pytest.approx(
+        math.log(2))
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((400, 5))
+    attributes = {"separable": latents[:, 0] > 0, "random": rng.random(400) > 0.5}
+    confidence = {name: np.ones(400) for name in attributes}
+    out = latent_space.linear_separability(latents, attributes, confidence, keep_fraction=1.0)
+    assert out["separability_entropy_separable"] < 0.05
+    assert out["separability_entropy_random"] > 0.5
+
+
+def tiny_config():
+    from aigc_jax.config import load_config
+    from tests.conftest import config_path
+    return load_config(config_path("stylegan.py:tiny"), ["data.image_size=16"])
