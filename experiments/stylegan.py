@@ -21,6 +21,7 @@ flags.DEFINE_string("workdir", None, "A StyleGAN2 run's workdir.")
 flags.DEFINE_string("out", "", "Output directory; default WORKDIR/analysis.")
 flags.DEFINE_string("psis", "1,0.9,0.8,0.7,0.6,0.5,0.4,0.3,0.2,0.1,0", "Truncation psis of the trade-off curve.")
 flags.DEFINE_integer("truncation_samples", 1000, "Samples scored per psi.")
+flags.DEFINE_integer("truncation_cutoff", -1, "Truncate only the ws of layers below this index (-1: all layers).")
 flags.DEFINE_integer("ppl_samples", 2000, "Latent pairs per space for the perceptual path length (0: skip).")
 flags.DEFINE_integer("separability_samples", 6000, "Generated images for linear separability (0: skip).")
 flags.DEFINE_integer("seed", 0, "Seed of the latents and noise.")
@@ -34,6 +35,7 @@ def main(overrides):
     if not FLAGS.workdir:
         raise cli.ConfigError("--workdir is required")
     psis = [float(p) for p in FLAGS.psis.split(",") if p]
+    cutoff = None if FLAGS.truncation_cutoff < 0 else FLAGS.truncation_cutoff
     if any(not 0.0 <= p <= 1.0 for p in psis):
         raise ValueError(f"--psis must lie in [0, 1], got {FLAGS.psis}")
     out = FLAGS.out or os.path.join(FLAGS.workdir, "analysis")
@@ -46,7 +48,7 @@ def main(overrides):
 
     z = stylegan_sampling.seed_latents(range(FLAGS.seed * 1000, FLAGS.seed * 1000 + 64), game.z_dim)
     for psi in (1.0, 0.7):
-        images = stylegan_sampling.images_from_ws(state, game, stylegan_sampling.ws_of(state, game, z, psi))
+        images = stylegan_sampling.images_from_ws(state, game, stylegan_sampling.ws_of(state, game, z, psi, cutoff))
         save_image_grid(images, os.path.join(out, f"samples_psi{psi:g}.png"), columns=8, scale=scale)
     grid, labels = stylegan_sampling.style_mixing_grid(state, game, size, [1, 2], [10, 11, 12, 13, 14, 15])
     save_image_grid(grid.reshape((-1,) + grid.shape[2:]), os.path.join(out, "style_mixing.png"),
@@ -58,11 +60,12 @@ def main(overrides):
                         columns=rows.shape[1], scale=scale)
 
     if trained.source.scores is not None:
+        report["truncation_cutoff"] = cutoff
         report["truncation"] = [{"psi": psi, **stylegan_task.score_samples(trained, FLAGS.truncation_samples, psi,
-                                                                           FLAGS.seed)} for psi in psis]
+                                                                           FLAGS.seed, cutoff=cutoff)} for psi in psis]
         for row in report["truncation"]:
-            print(f"psi {row['psi']:.1f}: " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()
-                                                        if k != "psi" and np.isscalar(v) and not k.startswith("factor_tv_")))
+            shown = {k: v for k, v in row.items() if k != "psi" and np.isscalar(v) and not k.startswith("factor_tv_")}
+            print(f"psi {row['psi']:.1f}: " + ", ".join(f"{k} {v:.4g}" for k, v in shown.items()))
         plot_truncation(report["truncation"], os.path.join(out, "truncation.png"))
     if FLAGS.ppl_samples and trained.source.feature_fn is not None:
         for space in ("z", "w"):

@@ -41,6 +41,7 @@ ROWS = [
     Row("gan_2d", "gan_2d.py:tiny", ("model.pack=2", "train.n_critic=2", "loss.name=wgan_gp",
                                      "train.ema_decay=0.9", "model.num_classes=8")),
     Row("dcgan", "dcgan.py:tiny", ("eval.classifier_steps=0", "train.ema_decay=0.9")),
+    Row("stylegan", "stylegan.py:tiny", ("loss.r1_interval=3", "loss.pl_interval=2")),  # lazy terms at steps 0, 2, 3
     Row("vae", "vae.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1", "data.binarize=stochastic")),
     Row("flow_images", "realnvp.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("flow_2d", "realnvp.py:moons,tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),

@@ -66,3 +66,18 @@ def test_image_batches_are_a_pure_function_of_seed_and_step():
     b = images.image_batch(x, y, 0, 5, 16)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[0][:, 0, 0, 0], a[1])
+
+
+def test_shapes_world_is_an_image_set_labelled_by_its_main_shape(tmp_path, monkeypatch):
+    import ml_collections
+    from aigc_jax.data import shapes
+    monkeypatch.setenv("HOME", str(tmp_path))  # the render cache goes under the temporary home
+    config = ml_collections.ConfigDict(dict(dataset="shapes", path="", image_size=16, num_train=24, num_test=8,
+                                            min_objects=1, max_objects=2))
+    splits = images.load_image_splits(config)
+    assert splits.train_images.shape == (24, 16, 16, 3) and splits.test_images.shape == (8, 16, 16, 3)
+    assert 0.0 <= splits.train_images.min() and splits.train_images.max() <= 1.0
+    world = shapes.ShapesWorld(image_size=16, min_objects=1, max_objects=2)
+    _, factors = shapes.make_dataset(world, images.SHAPES_DATA_SEED, 24, "train", progress=False)
+    np.testing.assert_array_equal(splits.train_labels, factors["shape"][np.arange(24), shapes.main_object(factors)])
+    assert not np.array_equal(splits.train_images[:8], splits.test_images)  # different streams

@@ -78,6 +78,7 @@ class ImageSource:
         self.example_shape = tuple(train.shape[1:])
         self.has_labels = bool(np.all(splits.train_labels >= 0))
         self.num_classes = int(splits.train_labels.max()) + 1 if self.has_labels else 0
+        self.conditional = bool(config.model.get("num_classes", 0)) and self.num_classes > 0
         self.name = splits.description.split(":")[0]
         self.preview_count = config.eval.grid_samples
         self.scores = None
@@ -136,7 +137,8 @@ class ImageSource:
         return self.scores.metrics(sums) if self.scores is not None else {}
 
     def save_preview(self, samples: np.ndarray, path: str) -> None:
-        columns = self.num_classes if self.num_classes and samples.shape[0] % self.num_classes == 0 else 0
+        """A PNG grid; for a class-conditional model (latents labelled i mod K) one column per class."""
+        columns = self.num_classes if (self.conditional and samples.shape[0] % self.num_classes == 0) else 0
         save_image_grid((samples + 1.0) / 2.0, path, columns=columns, scale=max(1, 64 // samples.shape[1]))
 
 

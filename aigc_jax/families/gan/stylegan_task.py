@@ -367,17 +367,19 @@ def load_trained(workdir: str) -> TrainedStyleGAN:
     return TrainedStyleGAN(config=config, source=source, game=game, state=state)
 
 
-def score_samples(trained: TrainedStyleGAN, count: int, psi: float, seed: int, batch_size: int = 250) -> dict:
+def score_samples(trained: TrainedStyleGAN, count: int, psi: float, seed: int, batch_size: int = 250,
+                  cutoff=None) -> dict:
     """The source's scores (Frechet distance, classifier score, factor match, ...) of `count` samples
-    at truncation psi, plus feature_spread = E||f_i - f_j||^2 = 2 tr(Cov f), the diversity of the
-    samples in the scorer's feature space."""
+    at truncation psi (on layers below `cutoff`; None: all), plus feature_spread = E||f_i - f_j||^2
+    = 2 tr(Cov f), the diversity of the samples in the scorer's feature space."""
     game, source = trained.game, trained.source
     z = np.random.default_rng([seed, 0x7C]).standard_normal((count, game.z_dim)).astype(np.float32)
     batches = padded_batches({"z": z}, batch_size, with_index=True)
-    sample = jax.jit(functools.partial(generate, game=game, psi=psi))
+    sample = jax.jit(functools.partial(generate, game=game, psi=psi, cutoff=cutoff))
     totals = None
     for batch in batches:
-        images = sample(trained.state, jnp.asarray(batch["z"]), jax.random.fold_in(jax.random.key(seed), batch["index"][0]))
+        noise_rng = jax.random.fold_in(jax.random.key(seed), batch["index"][0])
+        images = sample(trained.state, jnp.asarray(batch["z"]), noise_rng)
         sums = jax.device_get(source.eval_sums(images, jnp.asarray(batch["weight"]), None))
         totals = sums if totals is None else jax.tree_util.tree_map(lambda a, b: a + b, totals, sums)
     metrics = source.summarize_eval(totals)
