@@ -76,7 +76,9 @@ def main(overrides):
         report["separability"] = stylegan_metrics.separability(state, game, trained.source.attribute_fn,
                                                                FLAGS.separability_samples, FLAGS.seed)
         for space in ("z", "w"):
-            print(f"linear separability in {space.upper()}: {report['separability'][f'{space}_separability']:.4g}")
+            result = report["separability"]
+            print(f"linear separability in {space.upper()}: {result[f'{space}_separability']:.4g} over "
+                  f"{result[f'{space}_separability_attributes']} attributes that vary")
     with open(os.path.join(out, "analysis.json"), "w") as f:
         json.dump(report, f, indent=1)
     print(f"wrote {out}")

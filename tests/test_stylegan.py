@@ -151,6 +151,9 @@ def test_conditional_entropy_and_separability_on_a_separable_toy():
     out = latent_space.linear_separability(latents, attributes, confidence, keep_fraction=1.0)
     assert out["separability_entropy_separable"] < 0.05
     assert out["separability_entropy_random"] > 0.5
+    assert out["separability_attributes"] == 2
+    constant = latent_space.linear_separability(latents, {"never": np.zeros(400, bool)}, {"never": np.ones(400)})
+    assert constant["separability_attributes"] == 0 and math.isnan(constant["separability_entropy_never"])
 
 
 def tiny_config():

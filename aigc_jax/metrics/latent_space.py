@@ -68,22 +68,26 @@ def conditional_entropy(labels: np.ndarray, predictions: np.ndarray) -> float:
 def linear_separability(latents: np.ndarray, attributes: dict, confidences: dict, keep_fraction: float = 0.5,
                         seed: int = 0) -> dict:
     """latents [N, D]; attributes {name: bool [N]}; confidences {name: [N]} -> {"separability":
-    exp(sum of H), "separability_entropy_<name>": H(Y|X) per attribute}. An attribute whose kept
-    labels are all one value is perfectly separable (H = 0) and is reported as such."""
+    exp(sum of H), "separability_entropy_<name>": H(Y|X) per attribute, "separability_attributes":
+    how many entered the sum}. An attribute whose kept labels are all one value (the generator never,
+    or always, shows it) says nothing about the latent space: it is left out of the sum (its entropy
+    reported as NaN), so a collapsed generator does not score as perfectly separable."""
     from sklearn.svm import LinearSVC
     latents = np.asarray(latents, np.float64)
     latents = (latents - latents.mean(0)) / (latents.std(0) + 1e-8)
-    out, total = {}, 0.0
+    out, total, used = {}, 0.0, 0
     for name, labels in attributes.items():
         labels = np.asarray(labels, bool)
         keep = np.argsort(-np.asarray(confidences[name]))[:max(int(len(labels) * keep_fraction), 2)]
         x, y = latents[keep], labels[keep]
         if y.all() or not y.any():
-            entropy = 0.0
-        else:
-            svm = LinearSVC(C=1.0, max_iter=5000, random_state=seed).fit(x, y)
-            entropy = conditional_entropy(y, svm.predict(x))
+            out[f"separability_entropy_{name}"] = float("nan")
+            continue
+        svm = LinearSVC(C=1.0, max_iter=5000, random_state=seed).fit(x, y)
+        entropy = conditional_entropy(y, svm.predict(x))
         out[f"separability_entropy_{name}"] = entropy
         total += entropy
+        used += 1
     out["separability"] = math.exp(total)
+    out["separability_attributes"] = used
     return out

@@ -89,5 +89,5 @@ def latent_space_metrics(state, game, source, config) -> dict:
             out[f"ppl_{space}"] = result["ppl"]
     if config.eval.separability_samples and source.attribute_fn is not None:
         result = separability(state, game, source.attribute_fn, config.eval.separability_samples, config.seed)
-        out.update({k: v for k, v in result.items() if k.endswith("separability")})
+        out.update({k: v for k, v in result.items() if k.endswith(("separability", "separability_attributes"))})
     return out
