@@ -42,7 +42,7 @@ def digits(config):
 
 
 def tiny(config):
-    config.data.update(num_train=256, num_test=128)
+    config.data.update(num_train=256, num_test=128, image_size=16)
     config.model.update(z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=8)
     config.train.update(num_steps=8, batch_size=8, log_every=4, eval_every=4, checkpoint_every=4)
     config.loss.update(r1_interval=2, pl_interval=2)

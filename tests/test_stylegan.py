@@ -159,7 +159,7 @@ def test_conditional_entropy_and_separability_on_a_separable_toy():
 def tiny_config():
     from aigc_jax.config import load_config
     from tests.conftest import config_path
-    return load_config(config_path("stylegan.py:tiny"), ["data.image_size=16"])
+    return load_config(config_path("stylegan.py:tiny"))
 
 
 def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
@@ -175,7 +175,7 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     assert int(trained.state.step) == config.train.num_steps
     state, game = trained.state, trained.game
     # a source equal to the destination changes nothing; another source changes the image
-    grid, labels = stylegan_sampling.style_mixing_grid(state, game, 32, [1], [1, 2])
+    grid, labels = stylegan_sampling.style_mixing_grid(state, game, 16, [1], [1, 2])
     assert grid.shape[:2] == (1 + 3, 3) and labels[1].startswith("coarse")
     for row in grid[1:]:
         np.testing.assert_allclose(row[1], row[0], atol=1e-6)
@@ -183,5 +183,6 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     # psi = 0: every sample is the generator at w_avg, so the samples do not vary at all
     at_zero = st.score_samples(trained, 64, psi=0.0, seed=0, batch_size=32)
     at_one = st.score_samples(trained, 64, psi=1.0, seed=0, batch_size=32)
-    assert at_zero["feature_spread"] < 1e-6 < at_one["feature_spread"]
+    # zero up to the float32 cancellation of E[ff^T] - E[f]E[f]^T
+    assert at_zero["feature_spread"] < 1e-3 * at_one["feature_spread"]
     assert "factor_match" in at_one and "frechet_distance" in at_one
