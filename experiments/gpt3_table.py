@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
+
+from aigc_jax.host import machine
 
 DEVICES = 8
 MESH_8 = (1, 4, 2)  # data, fsdp, tensor
@@ -33,16 +34,6 @@ def split_host_into_devices() -> None:
 
 def gib(num_bytes: float) -> str:
     return f"{num_bytes / 2 ** 30:,.2f}"
-
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{len(os.sched_getaffinity(0))}-core {model}, Python {platform.python_version()}"
 
 
 def rows(sizes, compile_step: bool, sequences_per_shard: int, remat: bool, echo: bool = True):

@@ -14,19 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 
-
-def machine() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{len(os.sched_getaffinity(0))}-core {model}, Python {platform.python_version()}"
+from aigc_jax.host import machine
 
 
 def preview(world, out: str, rows: int, columns: int, seed: int) -> list:
