@@ -5,6 +5,7 @@
   python tests/parallel_worker.py save TEXT WORKDIR MESH OUT.npz   (train a few steps on MESH, dump params)
   python tests/parallel_worker.py restore TEXT WORKDIR MESH OUT.npz (restore on MESH, dump params)
   python tests/parallel_worker.py gan OUT.json                      (a GAN step on 8 devices vs 1)
+  python tests/parallel_worker.py clip OUT.json                     (contrastive steps on 8 devices vs 1)
 """
 import json
 import os
@@ -96,6 +97,25 @@ def gan(out):
               open(out, "w"))
 
 
+def clip(out):
+    """The contrastive model data parallel over 8 devices against one: the N x N similarity matrix
+    spans the global batch, so the compiled step must gather embeddings across devices."""
+    config = load_config(os.path.join(CONFIGS, "clip.py:tiny"), ["train.progress_bar=false"])
+    task = build_task(config, "")
+    reference, ref_metrics = train_steps(task, parallel.make_mesh(None, jax.devices()[:1]))
+    mesh = parallel.make_mesh(None)
+    state, metrics = train_steps(task, mesh)
+    rng = jax.random.key(0)
+    placement = place(task, mesh, rng)
+    hlo = placement.jit_train_step(task).lower(placement.init(task, rng), placement.put_train(task.train_batch(0)),
+                                               rng).compile().as_text()
+    ref, new = flat(reference.params), flat(state.params)
+    json.dump({"devices": jax.device_count(), "all_gather": "all-gather" in hlo,
+               "batch_sharding": str(placement.train_batch["images"].spec),
+               "max_diff": max(float(np.max(np.abs(new[k] - ref[k]))) for k in ref),
+               "loss": [float(ref_metrics["loss"]), float(metrics["loss"])]}, open(out, "w"))
+
+
 def steps_result(state, metrics) -> dict:
     """Loss and gathered parameters after train_steps, as JSON."""
     return {"loss": float(gather(metrics["loss"])),
@@ -134,4 +154,4 @@ def restore(text, workdir, mesh, out):
 
 if __name__ == "__main__":
     {"meshes": meshes, "process": process, "save": save, "restore": restore,
-     "gan": gan}[sys.argv[1]](*sys.argv[2:])
+     "gan": gan, "clip": clip}[sys.argv[1]](*sys.argv[2:])

@@ -23,6 +23,7 @@ FAMILIES = {
     "stylegan": "aigc_jax.families.gan.stylegan_task",
     "vae": "aigc_jax.families.vae.task",
     "flow": "aigc_jax.families.flow.task",
+    "clip": "aigc_jax.families.clip.task",
 }
 
 
