@@ -69,14 +69,14 @@ def get_config(arg=None):
     config.model = ml_collections.ConfigDict()
     config.model.image_encoder = "vit"  # vit | cnn
     config.model.embed_dim = 64
-    config.model.width = 96
+    config.model.width = 64
     config.model.vision_depth = 3
-    config.model.text_depth = 3
+    config.model.text_depth = 2
     config.model.num_heads = 4
     config.model.patch_size = 4
     config.model.cnn_widths = (32, 64, 128)
     config.model.text_causal = True
-    config.model.max_text_length = 48
+    config.model.max_text_length = 32  # the longest shapes caption, paraphrased, is 31 tokens with BOS and EOS
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax"  # softmax (CLIP's InfoNCE) | sigmoid (SigLIP)

@@ -161,8 +161,8 @@ def tiny_shapes():
 def test_shapes_pairs_hold_out_pairs_and_every_caption_fits_the_vocabulary(tiny_shapes):
     data = tiny_shapes
     assert data.image_shape == (16, 16, 3) and -1.0 <= data.train_images.min() and data.train_images.max() <= 1.0
-    batch = data.train_batch(0, 3, 64, 48)
-    np.testing.assert_array_equal(batch["tokens"], data.train_batch(0, 3, 64, 48)["tokens"])
+    batch = data.train_batch(0, 3, 64, 32)
+    np.testing.assert_array_equal(batch["tokens"], data.train_batch(0, 3, 64, 32)["tokens"])
     texts = [data.vocab.decode(t) for t in batch["tokens"]]
     assert any(w in " ".join(texts).split() for w in ("little", "tiny", "big", "over", "under", "disc", "box"))
     held = {shapes.pair_index(shapes.SHAPES.index(s), shapes.COLOURS.index(c)) for s, c in shapes.DEFAULT_HELDOUT_PAIRS}
@@ -175,8 +175,10 @@ def test_shapes_pairs_hold_out_pairs_and_every_caption_fits_the_vocabulary(tiny_
                for n in range(len(heldout.captions)))
     # Every template and paraphrase of the longest scenes fits the default context.
     rng = np.random.default_rng(0)
-    lengths = [len(data.vocab.encode(clip_data.shapes_caption(f, n, rng, 1.0))) for n in range(200)]
-    assert max(lengths) <= 48
+    crowded = shapes.sample_factors(shapes.ShapesWorld(min_objects=3, max_objects=3), 0, range(100), "train")
+    lengths = [len(data.vocab.encode(clip_data.shapes_caption(crowded, n, rng, 1.0))) for n in range(100)
+               for _ in range(4)]
+    assert max(lengths) <= load_config(config_path("clip.py"), []).model.max_text_length
 
 
 def test_digit_captions_and_your_own_pairs_by_path(tmp_path):
@@ -216,3 +218,27 @@ def test_eight_devices_compute_the_single_device_steps_with_gathered_embeddings(
     assert abs(result["loss"][0] - result["loss"][1]) < 1e-5
     # Adam turns float reordering in near-zero gradients into visible steps; 3 steps at lr ~1e-3.
     assert result["max_diff"] < 1e-4, result
+
+
+@pytest.fixture(scope="module")
+def trained_tiny(tmp_path_factory):
+    from aigc_jax import families
+    workdir = str(tmp_path_factory.mktemp("clip") / "run")
+    families.train(load_config(config_path("clip.py:tiny"), ["train.progress_bar=false"]), workdir,
+                   echo=lambda *_: None)
+    return workdir
+
+
+def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_tiny, tmp_path):
+    from experiments import clip as clip_cli
+    text = clip_cli.table([trained_tiny], markdown=True)
+    assert "zs held-out pair" in text and "| 0.031 |" in text  # chance of the 32 pairs
+    last = clip_cli.final_eval(trained_tiny)
+    assert 0.0 <= last["seen_i2t_r@5"] <= 1.0 and last["step"] == 6
+    Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "any.png")
+    texts = ["a small red circle", "a large blue star on a grey background", "two objects on a navy background"]
+    ranked = clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), texts)
+    assert sorted(t for _, t in ranked) == sorted(texts) and abs(sum(p for p, _ in ranked) - 1.0) < 1e-5
+    assert [p for p, _ in ranked] == sorted((p for p, _ in ranked), reverse=True)
+    with pytest.raises(captions.UnknownWordError, match="purple"):
+        clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), ["a purple circle", "a red circle"])

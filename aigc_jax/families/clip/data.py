@@ -27,6 +27,7 @@ from aigc_jax.data import captions as caption_lib
 from aigc_jax.data import images as image_data
 from aigc_jax.data import shapes
 from aigc_jax.data.text import DataError
+from aigc_jax.files import read_json, write_json
 
 SOURCES = ("shapes", "digits", "pairs")
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
@@ -220,6 +221,21 @@ def load_pairs(config) -> CaptionData:
     return CaptionData("pairs", f"{d.pairs_path}: {len(train)} training and {len(test)} test pairs", images[train],
                        vocab, [PairSet("seen", images[test], [texts[i] for i in test])],
                        train_captions=[texts[i] for i in train])
+
+
+INPUT_FILE = "image_input.json"
+
+
+def save_input_shape(shape: tuple, workdir: str) -> None:
+    """The model's image input [H, W, C], kept with the run so a reader resizes any image to it."""
+    write_json(os.path.join(workdir, INPUT_FILE), {"image_shape": [int(x) for x in shape]})
+
+
+def load_input_shape(workdir: str) -> tuple:
+    path = os.path.join(workdir, INPUT_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no {INPUT_FILE} in {workdir!r}: is it the workdir of an image-text run?")
+    return read_json(path, "image input file", lambda spec: tuple(int(x) for x in spec["image_shape"]))
 
 
 def load_caption_data(config) -> CaptionData:

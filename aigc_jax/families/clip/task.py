@@ -147,6 +147,7 @@ def build(config, workdir: str) -> Task:
     data = clip_data.load_caption_data(config)
     if workdir:
         caption_lib.save_vocab(data.vocab, workdir)
+        clip_data.save_input_shape(data.image_shape, workdir)
     model = build_model(config, data)
     length = config.model.max_text_length
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
@@ -200,6 +201,7 @@ class TrainedCLIP:
     vocab: caption_lib.CaptionVocab
     embedder: Embedder
     step: int
+    image_shape: tuple
 
 
 def load_trained(workdir: str, batch_size: int = 100) -> TrainedCLIP:
@@ -208,9 +210,7 @@ def load_trained(workdir: str, batch_size: int = 100) -> TrainedCLIP:
     restored = restore_params(workdir, task="clip")
     config = restored.config
     vocab = caption_lib.load_vocab(workdir)
-    channels = 3 if image_data.uses_shapes_world(config.data) or config.data.pairs_path and config.data.channels == 3 \
-        else 1
-    shape = (1, 1, channels)  # the model needs only the channel count
-    model = from_config(config.model, shape, vocab.size, config.loss.name)
+    image_shape = clip_data.load_input_shape(workdir)
+    model = from_config(config.model, image_shape, vocab.size, config.loss.name)
     embedder = Embedder(model, vocab, config.model.max_text_length, batch_size)
-    return TrainedCLIP(config, model, restored.params, vocab, embedder, restored.step)
+    return TrainedCLIP(config, model, restored.params, vocab, embedder, restored.step, image_shape)

@@ -1,0 +1,88 @@
+"""Uses trained contrastive image-text runs (configs/clip.py):
+
+  python -m experiments.clip --workdirs=runs/clip_s0,runs/clip_sig_s0
+      one table row per run from its newest evaluation: retrieval recall@1/5 on seen and held-out
+      pairs, zero-shot accuracy per factor on seen and held-out (shape, colour) pairs beside chance,
+      and the compositional gap (seen minus held-out); --markdown for a results file.
+  python -m experiments.clip --workdirs=runs/clip_s0 --image=scene.png --texts="a red circle|a blue star"
+      ranks the texts for any image (resized to the run's input) by the model's probabilities.
+"""
+import numpy as np
+from absl import flags
+
+from aigc_jax.families.clip import data as clip_data
+from aigc_jax.families.clip import task as clip_task
+from aigc_jax.families.clip import zero_shot
+from aigc_jax.families.clip.model import clamp_log_scale
+from aigc_jax.train.metrics import read_metrics
+from experiments import cli
+
+flags.DEFINE_string("workdirs", None, "Comma-separated workdirs of CLIP runs.")
+flags.DEFINE_string("image", "", "An image file to score --texts against (with one workdir).")
+flags.DEFINE_string("texts", "", "Candidate captions for --image, separated by '|'.")
+flags.DEFINE_boolean("markdown", False, "Print the table as markdown.")
+
+FLAGS = flags.FLAGS
+RETRIEVAL = [f"{split}_{way}_r@{k}" for split in ("seen", "heldout") for k in (1, 5) for way in ("i2t", "t2i")]
+
+
+def final_eval(workdir: str) -> dict:
+    records = read_metrics(workdir, "eval")
+    if not records:
+        raise FileNotFoundError(f"{workdir!r} has no evaluation records yet")
+    return records[-1]
+
+
+def table(workdirs: list, markdown: bool) -> str:
+    factors = zero_shot.SHAPE_FACTORS
+    header = (["run", "step", "loss"] + RETRIEVAL + [f"zs seen {f}" for f in factors] +
+              [f"zs held-out {f}" for f in factors] + ["zs count"])
+    chance = ["chance", "", ""] + [""] * len(RETRIEVAL) + [f"{1 / zero_shot.NUM_CLASSES[f]:.3f}" for f in factors] * 2 \
+        + [""]
+    rows = [header, chance]
+    for workdir in workdirs:
+        r = final_eval(workdir)
+        cell = lambda key: f"{r[key]:.3f}" if key in r else "-"  # noqa: E731
+        rows.append([workdir, str(r["step"]), cell("loss")] + [cell(k) for k in RETRIEVAL] +
+                    [cell(f"zs_seen_{f}") for f in factors] + [cell(f"zs_heldout_{f}") for f in factors] +
+                    [cell("zs_count_seen") if "zs_count_seen" in r else cell("zs_digits")])
+    if markdown:
+        lines = ["| " + " | ".join(row) + " |" for row in rows]
+        lines.insert(1, "| " + " | ".join("---" for _ in header) + " |")
+        return "\n".join(lines)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+def rank_texts(workdir: str, image_path: str, texts: list) -> list:
+    """[(probability, text)] best first: softmax over the texts of scale * cosine (CLIP's zero-shot)."""
+    trained = clip_task.load_trained(workdir)
+    size, _, channels = trained.image_shape
+    image = clip_data.to_model_range(clip_data.read_image(image_path, size, channels))[None]
+    image_emb = trained.embedder.images(trained.params, image)
+    text_emb = trained.embedder.texts(trained.params, texts)
+    scale = float(np.exp(clamp_log_scale(trained.params["log_scale"])))
+    logits = scale * (image_emb @ text_emb.T)[0]
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    return sorted(zip(probs.tolist(), texts), reverse=True)
+
+
+def main(overrides):
+    if overrides:
+        raise cli.ConfigError("clip uses the runs' saved configs; --config.* overrides are not accepted")
+    if not FLAGS.workdirs:
+        raise cli.ConfigError("--workdirs is required")
+    workdirs = [w for w in FLAGS.workdirs.split(",") if w]
+    if FLAGS.image:
+        texts = [t.strip() for t in FLAGS.texts.split("|") if t.strip()]
+        if len(workdirs) != 1 or len(texts) < 2:
+            raise cli.ConfigError("--image needs exactly one --workdirs run and at least two --texts separated by '|'")
+        for prob, text in rank_texts(workdirs[0], FLAGS.image, texts):
+            print(f"{prob:7.3f}  {text}")
+        return
+    print(table(workdirs, FLAGS.markdown))
+
+
+if __name__ == "__main__":
+    cli.run(main)
