@@ -22,6 +22,7 @@ import optax
 from flax import serialization
 
 from aigc_jax.data.images import image_batch
+from aigc_jax.nn.conv import Conv
 
 CACHE_VERSION = 1
 
@@ -39,9 +40,9 @@ class SmallClassifier(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        h = nn.relu(nn.Conv(self.width, (3, 3))(x))
-        h = nn.relu(nn.Conv(2 * self.width, (3, 3), strides=(2, 2))(h))
-        h = nn.relu(nn.Conv(2 * self.width, (3, 3), strides=(2, 2))(h))
+        h = nn.relu(Conv(self.width, (3, 3))(x))
+        h = nn.relu(Conv(2 * self.width, (3, 3), strides=(2, 2))(h))
+        h = nn.relu(Conv(2 * self.width, (3, 3), strides=(2, 2))(h))
         features = nn.relu(nn.Dense(self.feature_dim)(h.reshape((h.shape[0], -1))))
         return nn.Dense(self.num_classes)(features), features
 

@@ -41,6 +41,7 @@ from aigc_jax.data import shapes
 from aigc_jax.data.text import DataError
 from aigc_jax.metrics.classifier_score import classifier_sums
 from aigc_jax.metrics.frechet import feature_sums, frechet_distance, gaussian_from_sums, gaussian_of
+from aigc_jax.nn.conv import Conv
 
 CACHE_VERSION = 1
 CATEGORICAL_HEADS = ("count", "background", "shape", "colour", "size", "position")
@@ -75,7 +76,7 @@ class FactorNet(nn.Module):
     def __call__(self, images):
         h = images * 2.0 - 1.0
         for channels in (1, 2, 4):
-            h = nn.relu(nn.Conv(channels * self.width, (3, 3))(h))
+            h = nn.relu(Conv(channels * self.width, (3, 3))(h))
             h = nn.max_pool(h, (2, 2), strides=(2, 2))
         pooled = jnp.concatenate([h.reshape((h.shape[0], -1)), h.max(axis=(1, 2)), h.mean(axis=(1, 2))], axis=-1)
         features = nn.relu(nn.Dense(self.feature_dim)(pooled))

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 from aigc_jax.data.captions import EOS, PAD
 from aigc_jax.nn import layers
 from aigc_jax.nn.transformer import Block
+from aigc_jax.nn.conv import Conv
 
 IMAGE_ENCODERS = ("vit", "cnn")
 MAX_LOGIT_SCALE = 100.0
@@ -87,7 +88,7 @@ class CNNEncoder(nn.Module):
     def __call__(self, images):
         x = images
         for i, width in enumerate(self.widths):
-            x = nn.Conv(width, (3, 3), strides=(1 if i == 0 else 2), name=f"conv{i}")(x)
+            x = Conv(width, (3, 3), strides=(1 if i == 0 else 2), name=f"conv{i}")(x)
             x = nn.gelu(nn.GroupNorm(num_groups=min(8, width), name=f"norm{i}")(x))
         tokens = x.reshape(x.shape[0], -1, x.shape[-1])
         pooled = layers.make_norm("layernorm", True, jnp.float32, name="final_norm")(tokens.mean(axis=1))

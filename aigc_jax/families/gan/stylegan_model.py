@@ -36,6 +36,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aigc_jax.nn.conv import conv2d  # im2col: XLA:CPU ran lax's second-order conv gradients ~50x slower in a cond
+
 LEAKY_GAIN = math.sqrt(2.0)
 
 
@@ -92,31 +94,10 @@ class EqualConv(nn.Module):
     def __call__(self, x):
         k = self.kernel_size
         kernel = self.param("kernel", normal_init(1.0), (k, k, x.shape[-1], self.features))
-        y = conv2d(x, kernel * (1.0 / math.sqrt(k * k * x.shape[-1])), im2col=True)
+        y = conv2d(x, kernel * (1.0 / math.sqrt(k * k * x.shape[-1])))
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,))
         return y
-
-
-def conv2d(x: jax.Array, kernel: jax.Array, im2col: bool = False) -> jax.Array:
-    """[N, H, W, I] * [k, k, I, O] -> [N, H, W, O], stride 1, SAME padding (odd k).
-
-    im2col: as one matrix
-    product over the k * k shifted copies of x (im2col). Written so rather than with
-    lax.conv_general_dilated because XLA on CPU ran the second-order gradient of the convolution
-    (the path-length regulariser's) about 50x slower inside a conditional, where the lazy
-    regulariser sits, than at the top level (8.4 s against 0.17 s for one regularisation step);
-    slices, pads and dots have no such cliff. Both networks use it."""
-    if not im2col:
-        return jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    k = kernel.shape[0]
-    if k == 1:
-        return x @ kernel[0, 0]
-    pad = k // 2
-    padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    height, width = x.shape[1], x.shape[2]
-    patches = jnp.concatenate([padded[:, i:i + height, j:j + width, :] for i in range(k) for j in range(k)], axis=-1)
-    return patches @ kernel.reshape(k * k * x.shape[-1], kernel.shape[-1])
 
 
 def modulated_conv(x: jax.Array, kernel: jax.Array, styles: jax.Array, *, demodulate: bool,
@@ -128,7 +109,7 @@ def modulated_conv(x: jax.Array, kernel: jax.Array, styles: jax.Array, *, demodu
     h = x * styles[:, None, None, :].astype(x.dtype)
     if up:
         h = upsample2x(h)
-    y = conv2d(h, kernel, im2col=True)
+    y = conv2d(h, kernel)
     if demodulate:
         # sum_{k,k,i} (s_i w_kki o)^2 = sum_i s_i^2 (sum_kk w_kkio^2)
         energy = jnp.square(styles) @ jnp.sum(jnp.square(kernel), axis=(0, 1))  # [N, O]
