@@ -24,6 +24,7 @@ FAMILIES = {
     "vae": "aigc_jax.families.vae.task",
     "flow": "aigc_jax.families.flow.task",
     "clip": "aigc_jax.families.clip.task",
+    "caption": "aigc_jax.families.clip.captioner_task",
 }
 
 

@@ -1,0 +1,107 @@
+"""The image captioner: cached decoding against the full forward pass, beam and sampling through
+the shared decoders, a model that memorises a few captions writes them back, scoring captions by
+parsing them, and the command line on a trained run."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from PIL import Image
+
+from aigc_jax.config import load_config
+from aigc_jax.data import captions
+from aigc_jax.data import shapes
+from aigc_jax.families.clip import captioner_decoding
+from aigc_jax.families.clip.captioner_model import Captioner
+from aigc_jax.families.clip.captioner_task import caption_scores
+from tests.conftest import config_path
+
+TEXTS = ["a small red circle", "a large blue square on a grey background", "a medium white star",
+         "two objects on a navy background: a small cyan triangle above a large orange circle"]
+
+
+@pytest.fixture(scope="module")
+def memorised():
+    """A tiny captioner trained to map 4 fixed images to 4 captions (Adam, full batch)."""
+    vocab = captions.CaptionVocab.from_texts(TEXTS)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(rng.uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32))
+    tokens = jnp.asarray(vocab.encode_batch(TEXTS, 20))
+    model = Captioner(image_encoder="vit", vocab_size=vocab.size, max_length=20, width=32, vision_depth=1,
+                      decoder_depth=2, num_heads=2, patch_size=4)
+    params = model.init(jax.random.key(0), images, tokens[:, :-1])["params"]
+    tx = optax.adam(3e-3)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(params, opt):
+        def loss(p):
+            logits = model.apply({"params": p}, images, tokens[:, :-1])
+            nll = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+            return jnp.sum(nll * (tokens[:, 1:] != captions.PAD)) / jnp.sum(tokens[:, 1:] != captions.PAD)
+        value, grads = jax.value_and_grad(loss)(params)
+        updates, opt = tx.update(grads, opt, params)
+        return optax.apply_updates(params, updates), opt, value
+
+    for _ in range(300):
+        params, opt, value = step(params, opt)
+    assert float(value) < 0.1  # nats per token: each caption far more likely than any other
+    return model, params, vocab, images
+
+
+def test_cached_decoding_gives_the_full_forward_pass_logits(memorised):
+    model, params, vocab, images = memorised
+    settings = captioner_decoding.sampling_settings(model, temperature=1.0, max_length=12)
+    keys = jax.random.split(jax.random.key(3), 4)
+    tokens, lengths, logprobs = captioner_decoding.sample(params, images, keys, model=model, settings=settings)
+    inputs = jnp.concatenate([jnp.full((4, 1), captions.BOS), tokens[:, :-1]], axis=1)
+    # PAD and BOS are never generated: the decoder renormalises over the other tokens.
+    full = jax.nn.log_softmax(captioner_decoding._banned(model.apply({"params": params}, images, inputs)), axis=-1)
+    want = jnp.take_along_axis(full, tokens[..., None], axis=-1)[..., 0]
+    for row in range(4):
+        n = int(lengths[row])
+        np.testing.assert_allclose(np.asarray(logprobs[row, :n]), np.asarray(want[row, :n]), rtol=1e-4, atol=1e-5)
+
+
+def test_a_memorised_captioner_writes_its_captions_back_by_beam_greedy_and_cold_sampling(memorised):
+    model, params, vocab, images = memorised
+    tokens, scores, logprobs = captioner_decoding.beam_search(params, images, model=model, beam_width=3)
+    assert [vocab.decode(t) for t in np.asarray(tokens[:, 0])] == TEXTS
+    assert np.all(np.diff(np.asarray(scores), axis=1) <= 1e-6)  # best first
+    greedy = captioner_decoding.beam_search(params, images, model=model, beam_width=1)[0]
+    assert [vocab.decode(t) for t in np.asarray(greedy[:, 0])] == TEXTS
+    cold = captioner_decoding.sampling_settings(model, temperature=1e-4)
+    sampled = captioner_decoding.sample(params, images, jax.random.split(jax.random.key(1), 4), model=model,
+                                        settings=cold)[0]
+    assert [vocab.decode(t) for t in np.asarray(sampled)] == TEXTS
+    with pytest.raises(ValueError, match="max_length 40 must be in 1..19"):
+        captioner_decoding.sampling_settings(model, max_length=40)
+
+
+def test_caption_scores_parse_captions_back_to_the_scene():
+    world = shapes.ShapesWorld(min_objects=1, max_objects=1)
+    factors = shapes.sample_factors(world, 0, range(3), "test")
+    right = [shapes.caption(shapes.scene_of(factors, n), 1) for n in range(3)]
+    scores = caption_scores(right, factors, "single_seen")
+    assert scores["single_seen_exact"] == 1.0 and scores["single_seen_pair"] == 1.0
+    assert scores["single_seen_background"] == 1.0
+    scene = shapes.scene_of(factors, 0)
+    other = shapes.COLOURS[(scene["colour"][0] + 1) % len(shapes.COLOURS)]
+    wrong = right[0].replace(f" {shapes.COLOURS[scene['colour'][0]]} ", f" {other} ")
+    scores = caption_scores([wrong, "red red red", right[2]], factors, "single_seen")
+    assert scores["single_seen_parsed"] == pytest.approx(2 / 3) and scores["single_seen_exact"] == pytest.approx(1 / 3)
+    assert scores["single_seen_colour"] == pytest.approx(1 / 3) and scores["single_seen_shape"] == pytest.approx(2 / 3)
+
+
+def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
+    from aigc_jax import families
+    from experiments import caption as caption_cli
+    workdir = str(tmp_path / "run")
+    summary = families.train(load_config(config_path("caption.py:tiny"), ["train.progress_bar=false"]), workdir,
+                             echo=lambda *_: None)
+    assert summary["item_name"] == "captions"
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "any.png")
+    beams = caption_cli.caption_image(workdir, str(tmp_path / "any.png"), beam=3)
+    assert len(beams) == 3 and beams[0][0] >= beams[1][0] >= beams[2][0]
+    drawn = caption_cli.caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
+    assert drawn == caption_cli.caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
