@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aigc_jax.families.clip.model import IMAGE_ENCODERS, CNNEncoder, ViTEncoder
+from aigc_jax.families.clip.model import make_image_encoder
 from aigc_jax.nn import layers
 from aigc_jax.nn.encoder_decoder import DecoderBlock
 
@@ -42,12 +42,8 @@ class Captioner(nn.Module):
     def setup(self):
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
-        if self.image_encoder == "vit":
-            self.vision = ViTEncoder(self.patch_size, self.width, self.vision_depth, self.num_heads)
-        elif self.image_encoder == "cnn":
-            self.vision = CNNEncoder(tuple(self.cnn_widths))
-        else:
-            raise ValueError(f"unknown image encoder {self.image_encoder!r}; expected one of {IMAGE_ENCODERS}")
+        self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
         self.bridge = nn.Dense(self.width, kernel_init=layers.dense_init(), name="bridge")
         self.token_embed = nn.Embed(self.vocab_size, self.width,
                                     embedding_init=nn.initializers.normal(self.width ** -0.5))

@@ -28,7 +28,6 @@ import optax
 from aigc_jax import config_rules as rules
 from aigc_jax.config import ConfigError
 from aigc_jax.data import captions as caption_lib
-from aigc_jax.data import images as image_data
 from aigc_jax.data import shapes
 from aigc_jax.families.clip import captioner_decoding
 from aigc_jax.families.clip import data as clip_data
@@ -42,10 +41,7 @@ from aigc_jax.train.update import apply_update
 
 MODEL_FIELDS = ("task", "model", "data.dataset", "data.path", "data.pairs_path", "data.image_size", "data.channels")
 FIELD_RULES = {
-    "data.dataset": rules.Choices(image_data.DATASETS), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
-    "data.pairs_path": rules.TEXT, "data.channels": rules.Choices((1, 3)), "data.test_fraction": rules.OPEN_FRACTION,
-    "data.image_size": rules.at_least(0), "data.num_train": rules.at_least(1), "data.min_objects": rules.at_least(1),
-    "data.max_objects": rules.at_least(1), "data.paraphrase": rules.Range(0, 1),
+    **clip_data.DATA_FIELD_RULES,
     "model.image_encoder": rules.Choices(IMAGE_ENCODERS), "model.width": rules.at_least(1),
     "model.vision_depth": rules.at_least(0), "model.decoder_depth": rules.at_least(1),
     "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.max_text_length": rules.at_least(3),
@@ -60,9 +56,7 @@ def check_config(config) -> None:
     m = config.model
     if m.width % m.num_heads:
         raise ConfigError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
-    if config.data.min_objects > config.data.max_objects:
-        raise ConfigError(f"data.min_objects={config.data.min_objects} exceeds data.max_objects="
-                          f"{config.data.max_objects}")
+    clip_data.check_data_config(config)
 
 
 def token_nll(params, batch, *, model: Captioner):
@@ -145,10 +139,7 @@ def clip_score(clip_run, images: np.ndarray, texts: list) -> float:
 
 def build(config, workdir: str) -> Task:
     check_config(config)
-    data = clip_data.load_caption_data(config)
-    if workdir:
-        caption_lib.save_vocab(data.vocab, workdir)
-        clip_data.save_input_shape(data.image_shape, workdir)
+    data = clip_data.load_for_run(config, workdir)
     model = from_config(config.model, data.vocab.size)
     length = config.model.max_text_length
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
@@ -161,11 +152,7 @@ def build(config, workdir: str) -> Task:
     def train_batch(step: int) -> dict:
         return data.train_batch(config.seed, step, config.train.batch_size, length)
 
-    seen = data.retrieval_sets[0]
-    size = config.eval.batch_size
-    tokens = data.vocab.encode_batch(seen.captions, length)
-    eval_set = [{"images": seen.images[i:i + size], "tokens": tokens[i:i + size]}
-                for i in range(0, len(tokens) // size * size, size)] or [{"images": seen.images, "tokens": tokens}]
+    eval_set = clip_data.fixed_batches(data.retrieval_sets[0], data.vocab, length, config.eval.batch_size)
     count = config.eval.caption_images
     scored = [(s.name, s) for s in data.retrieval_sets] + [(s.name, s) for s in data.zero_shot_sets
                                                            if s.name.startswith("single_")]

@@ -23,6 +23,8 @@ from typing import Optional
 
 import numpy as np
 
+from aigc_jax import config_rules as rules
+from aigc_jax.config import ConfigError
 from aigc_jax.data import captions as caption_lib
 from aigc_jax.data import images as image_data
 from aigc_jax.data import shapes
@@ -30,6 +32,12 @@ from aigc_jax.data.text import DataError
 from aigc_jax.files import read_json, write_json
 
 SOURCES = ("shapes", "digits", "pairs")
+DATA_FIELD_RULES = {  # the data section both image-text tasks share (config_rules)
+    "data.dataset": rules.Choices(image_data.DATASETS), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
+    "data.pairs_path": rules.TEXT, "data.channels": rules.Choices((1, 3)), "data.test_fraction": rules.OPEN_FRACTION,
+    "data.image_size": rules.at_least(0), "data.num_train": rules.at_least(1), "data.min_objects": rules.at_least(1),
+    "data.max_objects": rules.at_least(1), "data.paraphrase": rules.Range(0, 1),
+}
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 DIGIT_TRAIN_TEMPLATES = ("a photo of the digit {}", "a handwritten {}", "the number {}")
 DIGIT_ZERO_SHOT_TEMPLATES = ("a photo of the number {}", "the digit {}")  # word orders never seen in training
@@ -221,6 +229,31 @@ def load_pairs(config) -> CaptionData:
     return CaptionData("pairs", f"{d.pairs_path}: {len(train)} training and {len(test)} test pairs", images[train],
                        vocab, [PairSet("seen", images[test], [texts[i] for i in test])],
                        train_captions=[texts[i] for i in train])
+
+
+def check_data_config(config) -> None:
+    if config.data.min_objects > config.data.max_objects:
+        raise ConfigError(f"data.min_objects={config.data.min_objects} exceeds data.max_objects="
+                          f"{config.data.max_objects}")
+
+
+def load_for_run(config, workdir: str) -> CaptionData:
+    """The run's data; its vocabulary and image input shape written into the workdir (if any),
+    where readers of the trained run find them."""
+    data = load_caption_data(config)
+    if workdir:
+        caption_lib.save_vocab(data.vocab, workdir)
+        save_input_shape(data.image_shape, workdir)
+    return data
+
+
+def fixed_batches(pairs: PairSet, vocab: caption_lib.CaptionVocab, length: int, size: int) -> list:
+    """Evaluation batches of `size` pairs, full ones only (the contrastive loss depends on the
+    batch: no padding rows); one smaller batch when the set holds fewer than `size`."""
+    tokens = vocab.encode_batch(pairs.captions, length)
+    full = len(tokens) // size * size
+    return ([{"images": pairs.images[i:i + size], "tokens": tokens[i:i + size]} for i in range(0, full, size)]
+            or [{"images": pairs.images, "tokens": tokens}])
 
 
 INPUT_FILE = "image_input.json"

@@ -95,6 +95,16 @@ class CNNEncoder(nn.Module):
         return pooled, tokens
 
 
+def make_image_encoder(kind: str, *, patch_size: int, width: int, depth: int, num_heads: int, cnn_widths: tuple,
+                       name: str = None) -> nn.Module:
+    """The ViT or the CNN (model.image_encoder); both return (pooled, tokens)."""
+    if kind == "vit":
+        return ViTEncoder(patch_size, width, depth, num_heads, name=name)
+    if kind == "cnn":
+        return CNNEncoder(tuple(cnn_widths), name=name)
+    raise ValueError(f"unknown image encoder {kind!r}; expected one of {IMAGE_ENCODERS}")
+
+
 class TextEncoder(nn.Module):
     """tokens [B, T] (BOS ... EOS, PAD after) -> (pooled at EOS [B, width], outputs [B, T, width])."""
     vocab_size: int
@@ -142,12 +152,8 @@ class CLIP(nn.Module):
     init_bias: float = 0.0
 
     def setup(self):
-        if self.image_encoder == "vit":
-            self.vision = ViTEncoder(self.patch_size, self.width, self.vision_depth, self.num_heads)
-        elif self.image_encoder == "cnn":
-            self.vision = CNNEncoder(tuple(self.cnn_widths))
-        else:
-            raise ValueError(f"unknown image encoder {self.image_encoder!r}; expected one of {IMAGE_ENCODERS}")
+        self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
         self.text = TextEncoder(self.vocab_size, self.max_text_length, self.width, self.text_depth, self.num_heads,
                                 self.text_causal)
         init = nn.initializers.normal(1.0 / math.sqrt(self.width))

@@ -37,10 +37,7 @@ from aigc_jax.train.update import apply_update
 MODEL_FIELDS = ("task", "model", "loss.name", "data.dataset", "data.path", "data.pairs_path", "data.image_size",
                 "data.channels")
 FIELD_RULES = {
-    "data.dataset": rules.Choices(image_data.DATASETS), "data.path": rules.TEXT, "data.labels_path": rules.TEXT,
-    "data.pairs_path": rules.TEXT, "data.channels": rules.Choices((1, 3)), "data.test_fraction": rules.OPEN_FRACTION,
-    "data.image_size": rules.at_least(0), "data.num_train": rules.at_least(1), "data.min_objects": rules.at_least(1),
-    "data.max_objects": rules.at_least(1), "data.paraphrase": rules.Range(0, 1),
+    **clip_data.DATA_FIELD_RULES,
     "model.image_encoder": rules.Choices(IMAGE_ENCODERS), "model.embed_dim": rules.at_least(1),
     "model.width": rules.at_least(1), "model.vision_depth": rules.at_least(0), "model.text_depth": rules.at_least(0),
     "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.text_causal": rules.FLAG,
@@ -144,10 +141,7 @@ def build_model(config, data: clip_data.CaptionData) -> CLIP:
 
 def build(config, workdir: str) -> Task:
     check_config(config)
-    data = clip_data.load_caption_data(config)
-    if workdir:
-        caption_lib.save_vocab(data.vocab, workdir)
-        clip_data.save_input_shape(data.image_shape, workdir)
+    data = clip_data.load_for_run(config, workdir)
     model = build_model(config, data)
     length = config.model.max_text_length
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
@@ -160,12 +154,8 @@ def build(config, workdir: str) -> Task:
     def train_batch(step: int) -> dict:
         return data.train_batch(config.seed, step, config.train.batch_size, length)
 
-    seen = data.retrieval_sets[0]
-    size = config.eval.batch_size
-    full = len(seen.images) // size * size
-    tokens = data.vocab.encode_batch(seen.captions[:full], length)
-    eval_set = [{"images": seen.images[i:i + size], "tokens": tokens[i:i + size]} for i in range(0, full, size)]
-    embedder = Embedder(model, data.vocab, length, size)
+    eval_set = clip_data.fixed_batches(data.retrieval_sets[0], data.vocab, length, config.eval.batch_size)
+    embedder = Embedder(model, data.vocab, length, config.eval.batch_size)
 
     def on_eval(state, step: int, workdir: str) -> dict:
         return evaluate(jax.device_get(state.params), embedder, data, config)
