@@ -4,6 +4,9 @@
       one table row per run from its newest evaluation: retrieval recall@1/5 on seen and held-out
       pairs, zero-shot accuracy per factor on seen and held-out (shape, colour) pairs beside chance,
       and the compositional gap (seen minus held-out); --markdown for a results file.
+  python -m experiments.clip --workdirs=runs/clip_s0,runs/clip_cnn_s0 --probe
+      linear-probe accuracy per factor of each run's image features (before the projection) on
+      one-object scenes, beside the same encoder at its initialisation (linear_probe.py).
   python -m experiments.clip --workdirs=runs/clip_s0 --image=scene.png --texts="a red circle|a blue star"
       ranks the texts for any image (resized to the run's input) by the model's probabilities.
 """
@@ -21,6 +24,9 @@ flags.DEFINE_string("workdirs", None, "Comma-separated workdirs of CLIP runs.")
 flags.DEFINE_string("image", "", "An image file to score --texts against (with one workdir).")
 flags.DEFINE_string("texts", "", "Candidate captions for --image, separated by '|'.")
 flags.DEFINE_boolean("markdown", False, "Print the table as markdown.")
+flags.DEFINE_boolean("probe", False, "Linear probes of the runs' image features (shapes world runs).")
+flags.DEFINE_integer("probe_train", 3000, "One-object training scenes of the probes.")
+flags.DEFINE_integer("probe_test", 1000, "One-object test scenes per split (seen and held-out pairs).")
 
 FLAGS = flags.FLAGS
 RETRIEVAL = [f"{split}_{way}_r@{k}" for split in ("seen", "heldout") for k in (1, 5) for way in ("i2t", "t2i")]
@@ -46,11 +52,35 @@ def table(workdirs: list, markdown: bool) -> str:
         rows.append([workdir, str(r["step"]), cell("loss")] + [cell(k) for k in RETRIEVAL] +
                     [cell(f"zs_seen_{f}") for f in factors] + [cell(f"zs_heldout_{f}") for f in factors] +
                     [cell("zs_count_seen") if "zs_count_seen" in r else cell("zs_digits")])
+    return format_rows(rows, markdown)
+
+
+def probe_table(workdirs: list, train_count: int, test_count: int, markdown: bool) -> str:
+    import jax
+    from aigc_jax.families.clip import linear_probe
+    factors = zero_shot.SHAPE_FACTORS
+    keys = [f"probe_seen_{f}" for f in factors] + [f"probe_heldout_{f}" for f in factors if f != "pair"]
+    rows = [["run", "encoder weights"] + [k[len("probe_"):].replace("_", " ") for k in keys]]
+    for workdir in workdirs:
+        trained = clip_task.load_trained(workdir)
+        if not (trained.config.data.dataset == "shapes" and not trained.config.data.path
+                and not trained.config.data.pairs_path):
+            raise ValueError(f"{workdir!r} was not trained on the shapes world: the probes need its factors")
+        sets = linear_probe.probe_sets(trained.config, train_count, test_count)
+        init = trained.model.init(jax.random.key(0), sets["train"][0][:1],
+                                  np.zeros((1, trained.config.model.max_text_length), np.int32))["params"]
+        for label, params in ((f"trained (step {trained.step})", trained.params), ("initialisation", init)):
+            result = linear_probe.probe_accuracies(trained.model, params, sets)
+            rows.append([workdir, label] + [f"{result[k]:.3f}" for k in keys])
+    return format_rows(rows, markdown)
+
+
+def format_rows(rows: list, markdown: bool) -> str:
     if markdown:
         lines = ["| " + " | ".join(row) + " |" for row in rows]
-        lines.insert(1, "| " + " | ".join("---" for _ in header) + " |")
+        lines.insert(1, "| " + " | ".join("---" for _ in rows[0]) + " |")
         return "\n".join(lines)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
 
 
@@ -80,6 +110,9 @@ def main(overrides):
             raise cli.ConfigError("--image needs exactly one --workdirs run and at least two --texts separated by '|'")
         for prob, text in rank_texts(workdirs[0], FLAGS.image, texts):
             print(f"{prob:7.3f}  {text}")
+        return
+    if FLAGS.probe:
+        print(probe_table(workdirs, FLAGS.probe_train, FLAGS.probe_test, FLAGS.markdown))
         return
     print(table(workdirs, FLAGS.markdown))
 

@@ -242,3 +242,16 @@ def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_t
     assert [p for p, _ in ranked] == sorted((p for p, _ in ranked), reverse=True)
     with pytest.raises(captions.UnknownWordError, match="purple"):
         clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), ["a purple circle", "a red circle"])
+
+
+def test_linear_probe_separates_separable_features_and_reports_every_factor(trained_tiny):
+    from aigc_jax.families.clip import linear_probe
+    from experiments import clip as clip_cli
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 3, 300)
+    x = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.3
+    assert linear_probe.fit_and_score(x[:200], y[:200], {"test": (x[200:], y[200:])})["test"] == 1.0
+    text = clip_cli.probe_table([trained_tiny], train_count=96, test_count=32, markdown=True)
+    rows = text.splitlines()
+    assert len(rows) == 4 and "trained (step 6)" in rows[2] and "initialisation" in rows[3]
+    assert "heldout colour" in rows[0] and "heldout pair" not in rows[0]  # an unseen class cannot be probed
