@@ -8,6 +8,8 @@ Variants (`--config=configs/clip.py:VARIANT`, several joined by commas):
   sigmoid SigLIP's pairwise sigmoid loss instead of the softmax (InfoNCE) loss.
   digits  scikit-learn's 8x8 digits with class captions (zero-shot by unseen prompt wordings).
   mnist   MNIST from ../shared/data/mnist (IDX), 28x28, class captions.
+  supervised  the same image encoder trained on the shapes world's labels (task clip_supervised):
+          the linear probes' baseline (python -m experiments.clip --workdirs=... --probe).
   tiny    a few steps of a very small model (tests).
 Your own pairs: --config.data.pairs_path=captions.tsv (image<TAB>caption per line, or .jsonl).
 
@@ -40,6 +42,10 @@ def digits(config):
 def mnist(config):
     config.data.update(dataset="digits", path=MNIST_IMAGES, labels_path=MNIST_LABELS, image_size=0)
     config.model.update(patch_size=4)
+
+
+def supervised(config):
+    config.task = "clip_supervised"
 
 
 def tiny(config):
@@ -93,5 +99,5 @@ def get_config(arg=None):
     config.eval.zero_shot_images = 1000  # per zero-shot set
 
     common.apply_variants(config, arg, {"shapes": lambda c: None, "cnn": cnn, "sigmoid": sigmoid, "digits": digits,
-                                        "mnist": mnist, "tiny": tiny}, "clip")
+                                        "mnist": mnist, "supervised": supervised, "tiny": tiny}, "clip")
     return config

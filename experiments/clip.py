@@ -56,21 +56,18 @@ def table(workdirs: list, markdown: bool) -> str:
 
 
 def probe_table(workdirs: list, train_count: int, test_count: int, markdown: bool) -> str:
-    import jax
     from aigc_jax.families.clip import linear_probe
     factors = zero_shot.SHAPE_FACTORS
     keys = [f"probe_seen_{f}" for f in factors] + [f"probe_heldout_{f}" for f in factors if f != "pair"]
     rows = [["run", "encoder weights"] + [k[len("probe_"):].replace("_", " ") for k in keys]]
     for workdir in workdirs:
-        trained = clip_task.load_trained(workdir)
-        if not (trained.config.data.dataset == "shapes" and not trained.config.data.path
-                and not trained.config.data.pairs_path):
+        model, params, config, step = linear_probe.load_image_encoder(workdir)
+        if not (config.data.dataset == "shapes" and not config.data.path and not config.data.pairs_path):
             raise ValueError(f"{workdir!r} was not trained on the shapes world: the probes need its factors")
-        sets = linear_probe.probe_sets(trained.config, train_count, test_count)
-        init = trained.model.init(jax.random.key(0), sets["train"][0][:1],
-                                  np.zeros((1, trained.config.model.max_text_length), np.int32))["params"]
-        for label, params in ((f"trained (step {trained.step})", trained.params), ("initialisation", init)):
-            result = linear_probe.probe_accuracies(trained.model, params, sets)
+        sets = linear_probe.probe_sets(config, train_count, test_count)
+        init = linear_probe.init_params(model, config, sets["train"][0][:1])
+        for label, weights in ((f"{config.task} (step {step})", params), ("initialisation", init)):
+            result = linear_probe.probe_accuracies(model, weights, sets)
             rows.append([workdir, label] + [f"{result[k]:.3f}" for k in keys])
     return format_rows(rows, markdown)
 

@@ -244,14 +244,20 @@ def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_t
         clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), ["a purple circle", "a red circle"])
 
 
-def test_linear_probe_separates_separable_features_and_reports_every_factor(trained_tiny):
+def test_linear_probe_separates_separable_features_and_reports_every_factor(trained_tiny, tmp_path):
+    from aigc_jax import families
     from aigc_jax.families.clip import linear_probe
     from experiments import clip as clip_cli
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 300)
     x = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.3
     assert linear_probe.fit_and_score(x[:200], y[:200], {"test": (x[200:], y[200:])})["test"] == 1.0
-    text = clip_cli.probe_table([trained_tiny], train_count=96, test_count=32, markdown=True)
+    supervised = str(tmp_path / "supervised")
+    summary = families.train(load_config(config_path("clip.py:tiny,supervised"), ["train.progress_bar=false"]),
+                             supervised, echo=lambda *_: None)
+    assert summary["eval_metric"] == "mean_error" and 0.0 <= summary["final_eval"]["shape_acc"] <= 1.0
+    text = clip_cli.probe_table([trained_tiny, supervised], train_count=96, test_count=32, markdown=True)
     rows = text.splitlines()
-    assert len(rows) == 4 and "trained (step 6)" in rows[2] and "initialisation" in rows[3]
+    assert len(rows) == 6 and "clip (step 6)" in rows[2] and "initialisation" in rows[3]
+    assert "clip_supervised (step 6)" in rows[4]
     assert "heldout colour" in rows[0] and "heldout pair" not in rows[0]  # an unseen class cannot be probed

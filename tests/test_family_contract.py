@@ -44,6 +44,7 @@ ROWS = [
     Row("stylegan", "stylegan.py:tiny", ("loss.r1_interval=3", "loss.pl_interval=2")),  # lazy terms at steps 0, 2, 3
     Row("clip", "clip.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("caption", "caption.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
+    Row("clip_supervised", "clip.py:tiny,supervised", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("vae", "vae.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1", "data.binarize=stochastic")),
     Row("flow_images", "realnvp.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("flow_2d", "realnvp.py:moons,tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),

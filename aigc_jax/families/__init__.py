@@ -25,6 +25,7 @@ FAMILIES = {
     "flow": "aigc_jax.families.flow.task",
     "clip": "aigc_jax.families.clip.task",
     "caption": "aigc_jax.families.clip.captioner_task",
+    "clip_supervised": "aigc_jax.families.clip.supervised_task",
 }
 
 

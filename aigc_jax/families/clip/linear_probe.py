@@ -30,6 +30,31 @@ def probe_sets(config, train_count: int, test_count: int) -> dict:
     return out
 
 
+def load_image_encoder(workdir: str) -> tuple:
+    """(model, params, config, step) of a contrastive ("clip") or supervised ("clip_supervised") run;
+    either model has `image_features`."""
+    from aigc_jax.data.captions import load_vocab
+    from aigc_jax.families.clip import model as clip_model, supervised_task
+    from aigc_jax.train.restore import restore_params
+    restored = restore_params(workdir)
+    config = restored.config
+    if config.task == "clip":
+        shape = clip_data.load_input_shape(workdir)
+        model = clip_model.from_config(config.model, shape, load_vocab(workdir).size, config.loss.name)
+    elif config.task == "clip_supervised":
+        model = supervised_task.build_model(config)
+    else:
+        raise ValueError(f"{workdir!r} holds a {config.task!r} run; probes read 'clip' or 'clip_supervised' runs")
+    return model, restored.params, config, restored.step
+
+
+def init_params(model, config, image: np.ndarray):
+    """The model's parameters at initialisation (seed 0): the probes' control."""
+    if hasattr(model, "max_text_length"):
+        return model.init(jax.random.key(0), image, np.zeros((1, model.max_text_length), np.int32))["params"]
+    return model.init(jax.random.key(0), image)["params"]
+
+
 def features_of(model, params, images: np.ndarray, batch_size: int = 250) -> np.ndarray:
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x, method="image_features")[0])
     return np.concatenate([np.asarray(apply(params, images[i:i + batch_size]))

@@ -194,3 +194,28 @@ def from_config(model_config, image_shape: tuple, vocab_size: int, loss_name: st
                 patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths), text_causal=m.text_causal,
                 init_log_scale=math.log(10.0) if sigmoid else math.log(1 / 0.07),
                 init_bias=-10.0 if sigmoid else 0.0)
+
+
+class FactorEncoder(nn.Module):
+    """The contrastive model's image encoder with one linear head per factor, trained with labels:
+    the supervised baseline of the linear probes (CLIP sec. 3.2 compares against the same
+    architecture trained on labels). __call__ -> {factor: logits}; image_features as in CLIP."""
+    image_encoder: str
+    head_sizes: tuple  # ((factor, classes), ...)
+    width: int = 64
+    vision_depth: int = 2
+    num_heads: int = 4
+    patch_size: int = 4
+    cnn_widths: tuple = (32, 64, 128)
+
+    def setup(self):
+        self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
+        self.heads = [nn.Dense(size, name=f"head_{name}") for name, size in self.head_sizes]
+
+    def image_features(self, images):
+        return self.vision(images)
+
+    def __call__(self, images):
+        pooled, _ = self.vision(images)
+        return {name: head(pooled) for (name, _), head in zip(self.head_sizes, self.heads)}
