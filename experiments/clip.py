@@ -7,7 +7,7 @@
   python -m experiments.clip --workdirs=runs/clip_s0,runs/clip_cnn_s0 --probe
       linear-probe accuracy per factor of each run's image features (before the projection) on
       one-object scenes, beside the same encoder at its initialisation (linear_probe.py).
-  python -m experiments.clip --workdirs=runs/clip_s0 --image=scene.png --texts="a red circle|a blue star"
+  python -m experiments.clip --workdirs=runs/clip_s0 --image_file=scene.png --texts="a red circle|a blue star"
       ranks the texts for any image (resized to the run's input) by the model's probabilities.
 """
 import numpy as np
@@ -21,8 +21,8 @@ from aigc_jax.train.metrics import read_metrics
 from experiments import cli
 
 flags.DEFINE_string("workdirs", None, "Comma-separated workdirs of CLIP runs.")
-flags.DEFINE_string("image", "", "An image file to score --texts against (with one workdir).")
-flags.DEFINE_string("texts", "", "Candidate captions for --image, separated by '|'.")
+flags.DEFINE_string("image_file", "", "An image file to score --texts against (with one workdir).")
+flags.DEFINE_string("texts", "", "Candidate captions for --image_file, separated by '|'.")
 flags.DEFINE_boolean("markdown", False, "Print the table as markdown.")
 flags.DEFINE_boolean("probe", False, "Linear probes of the runs' image features (shapes world runs).")
 flags.DEFINE_integer("probe_train", 3000, "One-object training scenes of the probes.")
@@ -101,11 +101,11 @@ def main(overrides):
     if not FLAGS.workdirs:
         raise cli.ConfigError("--workdirs is required")
     workdirs = [w for w in FLAGS.workdirs.split(",") if w]
-    if FLAGS.image:
+    if FLAGS.image_file:
         texts = [t.strip() for t in FLAGS.texts.split("|") if t.strip()]
         if len(workdirs) != 1 or len(texts) < 2:
-            raise cli.ConfigError("--image needs exactly one --workdirs run and at least two --texts separated by '|'")
-        for prob, text in rank_texts(workdirs[0], FLAGS.image, texts):
+            raise cli.ConfigError("--image_file needs exactly one --workdirs run and at least two --texts separated by '|'")
+        for prob, text in rank_texts(workdirs[0], FLAGS.image_file, texts):
             print(f"{prob:7.3f}  {text}")
         return
     if FLAGS.probe:
