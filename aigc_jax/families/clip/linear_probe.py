@@ -33,14 +33,12 @@ def probe_sets(config, train_count: int, test_count: int) -> dict:
 def load_image_encoder(workdir: str) -> tuple:
     """(model, params, config, step) of a contrastive ("clip") or supervised ("clip_supervised") run;
     either model has `image_features`."""
-    from aigc_jax.data.captions import load_vocab
-    from aigc_jax.families.clip import model as clip_model, supervised_task
+    from aigc_jax.families.clip import supervised_task, task as clip_task
     from aigc_jax.train.restore import restore_params
     restored = restore_params(workdir)
     config = restored.config
     if config.task == "clip":
-        shape = clip_data.load_input_shape(workdir)
-        model = clip_model.from_config(config.model, shape, load_vocab(workdir).size, config.loss.name)
+        model, _ = clip_task.model_of_run(config, workdir)
     elif config.task == "clip_supervised":
         model = supervised_task.build_model(config)
     else:

@@ -200,7 +200,14 @@ def load_trained(workdir: str, batch_size: int = 100) -> TrainedCLIP:
     restored = restore_params(workdir, task="clip")
     config = restored.config
     vocab = caption_lib.load_vocab(workdir)
-    image_shape = clip_data.load_input_shape(workdir)
-    model = from_config(config.model, image_shape, vocab.size, config.loss.name)
+    model, image_shape = model_of_run(config, workdir, vocab)
     embedder = Embedder(model, vocab, config.model.max_text_length, batch_size)
     return TrainedCLIP(config, model, restored.params, vocab, embedder, restored.step, image_shape)
+
+
+def model_of_run(config, workdir: str, vocab=None) -> tuple:
+    """(CLIP model, image shape) of a run, from its config and the vocabulary and input shape it
+    wrote into its workdir."""
+    vocab = vocab or caption_lib.load_vocab(workdir)
+    image_shape = clip_data.load_input_shape(workdir)
+    return from_config(config.model, image_shape, vocab.size, config.loss.name), image_shape
