@@ -21,7 +21,7 @@ def compress(x, mu: int = MU):
 
 def expand(y, mu: int = MU):
     """The inverse of `compress`."""
-    return jnp.sign(y) * jnp.expm1(jnp.abs(y) * jnp.log1p(float(mu))) / mu
+    return jnp.clip(jnp.sign(y) * jnp.expm1(jnp.abs(y) * jnp.log1p(float(mu))) / mu, -1.0, 1.0)
 
 
 def encode(x, mu: int = MU):

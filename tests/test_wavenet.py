@@ -1,0 +1,84 @@
+"""WaveNet: causality and receptive field, fast generation against the full forward pass, and
+the output distributions."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.families.wavenet import losses
+from aigc_jax.families.wavenet.generation import cached_predictions, generate, generate_naive
+from aigc_jax.families.wavenet.model import WaveNet, dilation_cycle, receptive_field
+
+SMALL = dict(dilations=dilation_cycle(2, 8), residual=8, gate=8, skip=16, head=16)
+
+
+def inputs_for(model, batch, length, seed=0):
+    rng = np.random.default_rng(seed)
+    if model.output == "categorical":
+        return jnp.asarray(rng.integers(0, 256, (batch, length)), jnp.int32)
+    return jnp.asarray(rng.uniform(-1, 1, (batch, length)), jnp.float32)
+
+
+@pytest.mark.parametrize("kind", ["unconditional", "speaker", "mel", "mixture"])
+def test_cached_generation_equals_the_full_forward_pass(kind):
+    extra = {"unconditional": {}, "speaker": dict(num_speakers=3),
+             "mel": dict(mel_channels=5, upsample_strides=(2, 4), cond_channels=8),
+             "mixture": dict(output="logistic_mixture", mixtures=3, num_speakers=2)}[kind]
+    model = WaveNet(**SMALL, **extra)
+    x = inputs_for(model, 2, 48)
+    speaker = jnp.array([2, 0]) if model.num_speakers else None
+    mel = jnp.asarray(np.random.default_rng(1).standard_normal((2, 6, 5)), jnp.float32) if model.mel_channels else None
+    params = model.init(jax.random.key(0), x, speaker, mel)["params"]
+    full = model.apply({"params": params}, x, speaker, mel)
+    cached = cached_predictions(model, params, x, speaker, mel)
+    assert full.shape == cached.shape == (2, 48, 256 if model.output == "categorical" else 9)
+    np.testing.assert_allclose(np.asarray(cached), np.asarray(full), atol=1e-5)  # every sample
+
+
+def test_causal_with_the_stated_receptive_field():
+    model = WaveNet(**SMALL, output="logistic_mixture", mixtures=2)
+    field = receptive_field(model.dilations)
+    assert field == 2 + 2 * (1 + 2 + 4 + 8)
+    x = inputs_for(model, 1, 64)
+    params = model.init(jax.random.key(0), x)["params"]
+    t = 50
+    grads = jax.grad(lambda x: jnp.sum(model.apply({"params": params}, x)[0, t]))(x)[0]
+    depends = np.flatnonzero(np.abs(np.asarray(grads)) > 0)
+    assert depends.max() == t and depends.min() == t - field + 1  # nothing from the future, all the field
+
+
+def test_fast_and_naive_generation_draw_the_same_samples():
+    model = WaveNet(**SMALL, num_speakers=2)
+    speaker = jnp.array([0, 1])
+    params = model.init(jax.random.key(0), jnp.zeros((2, 8), jnp.int32), speaker)["params"]
+    fast = generate(model, params, jax.random.key(3), 60, speaker=speaker)  # longer than the field (32)
+    naive = generate_naive(model, params, jax.random.key(3), 60, speaker=speaker)
+    assert fast.shape == (2, 60) and float(jnp.abs(fast).max()) <= 1.0
+    np.testing.assert_array_equal(np.asarray(fast), np.asarray(naive))
+    assert not np.array_equal(np.asarray(fast[0]), np.asarray(fast[1]))  # speakers differ
+
+
+def test_conditioning_errors_name_what_is_missing():
+    model = WaveNet(**SMALL, mel_channels=4, upsample_strides=(2,))
+    x = jnp.zeros((1, 16), jnp.int32)
+    with pytest.raises(ValueError, match="vocoder: pass log-mel"):
+        model.init(jax.random.key(0), x)
+    with pytest.raises(ValueError, match="fewer than the 16"):
+        model.init(jax.random.key(0), x, None, jnp.zeros((1, 4, 4)))
+
+
+def test_categorical_nll_hand_value():
+    logits = jnp.log(jnp.array([[0.5, 0.25, 0.25] + [1e-30] * 253]))
+    np.testing.assert_allclose(float(losses.categorical_nll(logits, jnp.array([1]))[0]), np.log(4.0), rtol=1e-5)
+
+
+def test_logistic_mixture_is_a_distribution_over_the_bins():
+    bins = 512
+    params = jnp.asarray(np.random.default_rng(0).standard_normal(9), jnp.float32).at[6:].add(-2.0)  # 3 mixtures
+    centres = jnp.linspace(-1.0, 1.0, bins)
+    probs = jnp.exp(-losses.logistic_mixture_nll(jnp.broadcast_to(params, (bins, 9)), centres, bins=bins))
+    assert float(jnp.sum(probs)) == pytest.approx(1.0, abs=1e-4)
+    samples = losses.sample_logistic_mixture(jax.random.key(0), jnp.broadcast_to(params, (20000, 9)))
+    logit_probs, means, log_scales = losses.split_mixture(params)
+    expected_mean = float(jnp.sum(jax.nn.softmax(logit_probs) * means))
+    assert float(jnp.mean(samples)) == pytest.approx(expected_mean, abs=0.02)
