@@ -48,6 +48,7 @@ ROWS = [
     Row("vae", "vae.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1", "data.binarize=stochastic")),
     Row("flow_images", "realnvp.py:tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("flow_2d", "realnvp.py:moons,tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
+    Row("wavenet", "wavenet.py:tiny", ("optimizer.decay_steps=4", "model.global_conditioning=true")),  # + the vocoder's mel
 ]
 SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
 

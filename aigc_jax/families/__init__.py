@@ -26,6 +26,7 @@ FAMILIES = {
     "clip": "aigc_jax.families.clip.task",
     "caption": "aigc_jax.families.clip.captioner_task",
     "clip_supervised": "aigc_jax.families.clip.supervised_task",
+    "wavenet": "aigc_jax.families.wavenet.task",
 }
 
 
