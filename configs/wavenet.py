@@ -32,7 +32,7 @@ def mixture(config):
 
 
 def tiny(config):
-    config.data.update(num_train=4, num_validation=2, crop_frames=4, hop=16, n_fft=64, n_mels=8)
+    config.data.update(num_train=4, num_validation=2, num_test=2, crop_frames=4, hop=16, n_fft=64, n_mels=8)
     config.model.update(cycles=1, max_dilation=8, residual=8, gate=8, skip=8, head=8, cond_channels=8,
                         speaker_dim=4, upsample_strides=(4, 4))
     config.train.update(num_steps=6, batch_size=2, log_every=3, eval_every=3, checkpoint_every=3)
@@ -49,6 +49,7 @@ def get_config(arg=None):
     config.data.sample_rate = 16000
     config.data.num_train = 1000  # utterances synthesised for training (about 3 s each)
     config.data.num_validation = 48
+    config.data.num_test = 48  # held-out utterances of experiments/wavenet.py's NLL table
     config.data.validation_fraction = 0.1  # for data.path: by transcript
     config.data.test_fraction = 0.1
     config.data.n_fft = 800  # 50 ms window

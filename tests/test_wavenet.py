@@ -82,3 +82,60 @@ def test_logistic_mixture_is_a_distribution_over_the_bins():
     logit_probs, means, log_scales = losses.split_mixture(params)
     expected_mean = float(jnp.sum(jax.nn.softmax(logit_probs) * means))
     assert float(jnp.mean(samples)) == pytest.approx(expected_mean, abs=0.02)
+
+
+def test_nll_baselines_hand_values_and_order():
+    from aigc_jax.audio import mulaw
+    from aigc_jax.data.speech import tones
+    from aigc_jax.families.wavenet import baselines
+    edges = baselines.class_edges()
+    q = np.asarray(mulaw.encode(np.linspace(-0.99, 0.99, 1001).astype(np.float32)))
+    x = np.linspace(-0.99, 0.99, 1001)
+    assert np.all((edges[q] <= x + 1e-6) & (x <= edges[q + 1] + 1e-6))  # each value lies in its class's interval
+    # A histogram of one class: log2 of (count + 1) / (count + 256) per sample.
+    train = np.full(1000, 7)
+    assert baselines.marginal_bits(train, np.full(10, 7)) == pytest.approx(-np.log2(1001 / 1256))
+    # A chord is almost perfectly linearly predictable: the order-8 predictor beats the histogram.
+    chord = [tones([220.0, 330.0, 440.0], 0.5, 16000, 0.8)]
+    classes = np.asarray(mulaw.encode(chord[0]))
+    linear = baselines.linear_predictor_bits(chord, chord, 8, classes)
+    assert linear < 2.0 < baselines.marginal_bits(classes, classes)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from tests.conftest import config_path
+    workdir = str(tmp_path_factory.mktemp("wavenet") / "run")
+    families.train(load_config(config_path("wavenet.py:tiny"), ["train.progress_bar=false"]), workdir,
+                   echo=lambda *_: None)
+    return workdir
+
+
+@pytest.mark.slow  # three subprocesses; the contract row covers the task end to end in the default run
+def test_commands_synthesize_and_tabulate_a_trained_run(tiny_run):
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from aigc_jax.audio.wav import read_wav
+    from tests.conftest import REPO
+    out = os.path.join(tiny_run, "vocoded.wav")
+    result = subprocess.run([sys.executable, "-m", "experiments.synthesize", f"--workdir={tiny_run}", "--mel=test:1",
+                             f"--out={out}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "real-time factor" in result.stdout
+    wave, rate = read_wav(out)
+    assert rate == 16000 and len(wave) % 16 == 0 and len(wave) > 1600  # whole frames of hop 16
+    refused = subprocess.run([sys.executable, "-m", "experiments.synthesize", f"--workdir={tiny_run}"], cwd=REPO,
+                             capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "this run is a vocoder: pass --mel" in refused.stderr
+    table = subprocess.run([sys.executable, "-m", "experiments.wavenet", f"--workdir={tiny_run}", "--orders=2"],
+                           cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert table.returncode == 0, table.stderr[-2000:]
+    bits = dict(re.findall(r"\| (mu-law marginal|linear predictor, order 2|WaveNet)[^|]* \| ([0-9.]+) \|",
+                           table.stdout))
+    assert set(bits) == {"mu-law marginal", "linear predictor, order 2", "WaveNet"}
+    assert all(0 < float(b) < 9 for b in bits.values())

@@ -11,8 +11,10 @@ else its start).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
+import jax
 import numpy as np
 
 from aigc_jax.audio import mulaw
@@ -37,11 +39,22 @@ def mel_settings(data_config) -> dict:
 
 
 def log_mel(waveform: np.ndarray, data_config) -> np.ndarray:
-    """[frames, n_mels] log-mel of a waveform (frames = len // hop, the centred frames that lie in it)."""
+    """[frames, n_mels] log-mel of a waveform (frames = len // hop, the centred frames that lie in it).
+    The waveform is zero-padded to whole seconds first, so a corpus of many lengths runs a few
+    compiled shapes instead of one per utterance (the frames' values change only within half a
+    window of the end, where the padding replaces the reflection)."""
     s = mel_settings(data_config)
     frames = len(waveform) // s["hop"]
-    mel = log_mel_spectrogram(waveform, s["sample_rate"], s["n_fft"], s["hop"], s["n_mels"], s["fmin"], s["fmax"])
+    second = s["sample_rate"]
+    padded = np.zeros(-(-len(waveform) // second) * second, np.float32)
+    padded[:len(waveform)] = waveform
+    mel = _log_mel_jit(padded, **s)
     return np.asarray(mel)[:frames]
+
+
+@functools.partial(jax.jit, static_argnames=("sample_rate", "n_fft", "hop", "n_mels", "fmin", "fmax"))
+def _log_mel_jit(waveform, *, sample_rate, n_fft, hop, n_mels, fmin, fmax):
+    return log_mel_spectrogram(waveform, sample_rate, n_fft, hop, n_mels, fmin, fmax)
 
 
 def prepare(items: speech.SpeechSet, data_config, min_frames: int) -> Utterances:

@@ -33,7 +33,7 @@ MODEL_FIELDS = ("task", "model", "data.sample_rate", "data.hop", "data.n_fft", "
                 "data.fmax")
 FIELD_RULES = {
     "data.path": rules.TEXT, "data.text_path": rules.TEXT, "data.sample_rate": rules.at_least(1000),
-    "data.num_train": rules.at_least(1), "data.num_validation": rules.at_least(1),
+    "data.num_train": rules.at_least(1), "data.num_validation": rules.at_least(1), "data.num_test": rules.at_least(1),
     "data.validation_fraction": rules.OPEN_FRACTION, "data.test_fraction": rules.OPEN_FRACTION,
     "data.n_fft": rules.at_least(16), "data.hop": rules.at_least(1), "data.n_mels": rules.at_least(1),
     "data.fmin": rules.Range(low=0), "data.fmax": rules.Range(low=0), "data.crop_frames": rules.at_least(1),
@@ -166,3 +166,23 @@ def build(config, workdir: str) -> Task:
         headline_metrics=("loss", "bits_per_sample"),
         on_eval=on_eval,
     )
+
+
+def load_trained(workdir: str) -> tuple:
+    """(config, model, params, step) of the newest checkpoint of a WaveNet run."""
+    from aigc_jax.train.restore import restore_params
+    restored = restore_params(workdir, task="wavenet")
+    return restored.config, build_model(restored.config), restored.params, restored.step
+
+
+def utterance_nll_bits(model: WaveNet, params, utterances: wave_data.Utterances, data_config) -> float:
+    """Teacher-forced NLL in bits per sample over whole utterances (each from its first sample, the
+    history before it silence), conditioned as the model is."""
+    categorical = model.output == "categorical"
+    apply = jax.jit(lambda p, batch: jnp.sum(nll(model, p, batch)))
+    total, count = 0.0, 0
+    for i, mel in enumerate(utterances.mels):
+        batch = wave_data.batch_of(utterances, [(i, 0)], len(mel), data_config.hop, categorical)
+        total += float(apply(params, {k: jnp.asarray(v) for k, v in batch.items()}))
+        count += batch["targets"].size
+    return total / count / math.log(2.0)
