@@ -50,20 +50,32 @@ def lagged(waveforms: list, order: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_linear_predictor(waveforms: list, order: int) -> tuple[np.ndarray, float]:
-    x, y = lagged(waveforms, order)
-    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
-    return coef, float(np.std(y - x @ coef))
+    """Least squares through the normal equations, accumulated one waveform at a time (a corpus's
+    lagged matrix would not fit in memory): (coefficients [order + 1], residual standard deviation)."""
+    gram, moment, count, y_sq = np.zeros((order + 1, order + 1)), np.zeros(order + 1), 0, 0.0
+    for w in waveforms:
+        x, y = lagged([w], order)
+        gram += x.T @ x
+        moment += x.T @ y
+        count += len(y)
+        y_sq += float(y @ y)
+    coef = np.linalg.solve(gram + 1e-9 * np.eye(order + 1), moment)
+    residual_sq = y_sq - 2.0 * coef @ moment + coef @ gram @ coef  # sum of (y - x coef)^2
+    return coef, float(np.sqrt(max(residual_sq, 0.0) / count))
 
 
 def linear_predictor_bits(train_waveforms: list, test_waveforms: list, order: int,
                           train_classes: np.ndarray) -> float:
     from scipy.special import ndtr
     coef, sigma = fit_linear_predictor(train_waveforms, order)
-    x, y = lagged(test_waveforms, order)
-    mean = x @ coef
-    classes = np.asarray(mulaw.encode(y.astype(np.float32)))
-    edges = class_edges()
-    lo, hi = edges[classes], edges[classes + 1]
-    p_gauss = ndtr((hi - mean) / sigma) - ndtr((lo - mean) / sigma)
-    p = (1.0 - FLOOR_WEIGHT) * p_gauss + FLOOR_WEIGHT * marginal(train_classes)[classes]
-    return float(-np.mean(np.log(p)) / math.log(2.0))
+    edges, prior = class_edges(), marginal(train_classes)
+    total, count = 0.0, 0
+    for w in test_waveforms:
+        x, y = lagged([w], order)
+        mean = x @ coef
+        classes = np.asarray(mulaw.encode(y.astype(np.float32)))
+        lo, hi = edges[classes], edges[classes + 1]
+        p_gauss = ndtr((hi - mean) / sigma) - ndtr((lo - mean) / sigma)
+        total += float(-np.sum(np.log((1.0 - FLOOR_WEIGHT) * p_gauss + FLOOR_WEIGHT * prior[classes])))
+        count += len(y)
+    return total / count / math.log(2.0)

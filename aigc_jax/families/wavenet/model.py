@@ -14,8 +14,8 @@
             convolutions (kernel 2 x stride, no overlap beyond one frame) whose strides multiply
             to the hop, giving one vector per sample, projected per layer to 2 x gate.
 
-Every causal convolution of width 2 is written as two matrix products, of x_t and of x_{t-d},
-and each layer takes its past input as an argument: the full forward pass hands it the input
+Every causal convolution of width 2 is one matrix product of the pair [x_t, x_{t-d}], and each
+layer takes its past input as an argument: the full forward pass hands it the input
 shifted by d; fast generation (Paine et al. 2016, aigc_jax/families/wavenet/generation.py) hands
 it the value its queue kept from d steps ago. The same parameters and the same code run both.
 Receptive field: 1 + 1 + sum(dilations) samples (the input convolution and every layer).
@@ -49,12 +49,12 @@ def shift_right(x: jax.Array, d: int) -> jax.Array:
 
 
 class CausalPair(nn.Module):
-    """A causal convolution of width 2: W_now x_t + W_past x_past + b."""
+    """A causal convolution of width 2: [x_t, x_past] W + b (one matrix product for both taps)."""
     features: int
 
     @nn.compact
     def __call__(self, x, x_past):
-        return nn.Dense(self.features, name="now")(x) + nn.Dense(self.features, use_bias=False, name="past")(x_past)
+        return nn.Dense(self.features, name="taps")(jnp.concatenate([x, x_past], axis=-1))
 
 
 class ResidualLayer(nn.Module):
@@ -70,8 +70,9 @@ class ResidualLayer(nn.Module):
             h = h + cond
         filt, gate = jnp.split(h, 2, axis=-1)
         z = jnp.tanh(filt) * jax.nn.sigmoid(gate)
-        skip = nn.Dense(self.skip, name="skip")(z)
-        return (x + nn.Dense(self.residual, name="residual")(z)) * math.sqrt(0.5), skip
+        out = nn.Dense(self.skip + self.residual, name="skip_residual")(z)  # both 1x1 convolutions at once
+        skip, residual = out[..., :self.skip], out[..., self.skip:]
+        return (x + residual) * math.sqrt(0.5), skip
 
 
 class MelUpsampler(nn.Module):
@@ -111,12 +112,14 @@ class WaveNet(nn.Module):
         self.scalar_in = nn.Dense(self.residual) if self.output != "categorical" else None
         self.input_conv = CausalPair(self.residual)
         self.layers = [ResidualLayer(self.residual, self.gate, self.skip) for _ in self.dilations]
+        # Each layer's projection of the conditioning to 2 x gate, all layers in one matrix product.
+        per_layer = 2 * self.gate * len(self.dilations)
         if self.num_speakers:
             self.speaker_embed = nn.Embed(self.num_speakers, self.speaker_dim)
-            self.speaker_proj = [nn.Dense(2 * self.gate, use_bias=False) for _ in self.dilations]
+            self.speaker_proj = nn.Dense(per_layer, use_bias=False)
         if self.mel_channels:
             self.upsampler = MelUpsampler(self.cond_channels, tuple(self.upsample_strides))
-            self.mel_proj = [nn.Dense(2 * self.gate, use_bias=False) for _ in self.dilations]
+            self.mel_proj = nn.Dense(per_layer, use_bias=False)
         self.head_hidden = nn.Dense(self.head)
         out = QUANTIZATION if self.output == "categorical" else 3 * self.mixtures
         self.head_out = nn.Dense(out)
@@ -134,12 +137,12 @@ class WaveNet(nn.Module):
     def conditioning(self, speaker=None, mel=None, length: Optional[int] = None):
         """Per-layer conditioning: a list (one per layer) of [B, 1 or T, 2 gate] arrays or Nones.
         Local conditioning needs mel [B, F, n_mels] covering F * hop >= length samples."""
-        conds = [None] * len(self.dilations)
+        layers = len(self.dilations)
+        conds = None
         if self.num_speakers:
             if speaker is None:
                 raise ValueError("this WaveNet is conditioned on speakers: pass speaker ids [B]")
-            g = self.speaker_embed(speaker)[:, None, :]
-            conds = [p(g) for p in self.speaker_proj]
+            conds = self.speaker_proj(self.speaker_embed(speaker)[:, None, :])  # [B, 1, layers 2 gate]
         if self.mel_channels:
             if mel is None:
                 raise ValueError("this WaveNet is a vocoder: pass log-mel frames [B, F, n_mels]")
@@ -149,8 +152,11 @@ class WaveNet(nn.Module):
                     raise ValueError(f"{mel.shape[1]} mel frames give {c.shape[1]} samples of conditioning, "
                                      f"fewer than the {length} asked for")
                 c = c[:, :length]
-            conds = [p(c) + (0.0 if g is None else g) for p, g in zip(self.mel_proj, conds)]
-        return conds
+            local = self.mel_proj(c)  # [B, T, layers 2 gate]
+            conds = local if conds is None else local + conds
+        if conds is None:
+            return [None] * layers
+        return jnp.split(conds, layers, axis=-1)
 
     def head_logits(self, skip_sum):
         return self.head_out(nn.relu(self.head_hidden(nn.relu(skip_sum))))
