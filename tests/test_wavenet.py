@@ -139,3 +139,15 @@ def test_commands_synthesize_and_tabulate_a_trained_run(tiny_run):
                            table.stdout))
     assert set(bits) == {"mu-law marginal", "linear predictor, order 2", "WaveNet"}
     assert all(0 < float(b) < 9 for b in bits.values())
+
+
+def test_config_errors_name_the_field():
+    from aigc_jax import families
+    from aigc_jax.config import ConfigError, load_config
+    from tests.conftest import config_path
+    with pytest.raises(ConfigError, match="multiply to 16, but data.hop is 20"):
+        families.check_config(load_config(config_path("wavenet.py:tiny"), ["data.hop=20"]))
+    with pytest.raises(ConfigError, match="max_dilation must be a power of two"):
+        families.check_config(load_config(config_path("wavenet.py:tiny"), ["model.max_dilation=6"]))
+    with pytest.raises(ConfigError, match="above the Nyquist"):
+        families.check_config(load_config(config_path("wavenet.py:tiny"), ["data.fmax=9000"]))
