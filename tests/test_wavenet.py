@@ -151,3 +151,27 @@ def test_config_errors_name_the_field():
         families.check_config(load_config(config_path("wavenet.py:tiny"), ["model.max_dilation=6"]))
     with pytest.raises(ConfigError, match="above the Nyquist"):
         families.check_config(load_config(config_path("wavenet.py:tiny"), ["data.fmax=9000"]))
+
+
+def test_utterance_nll_pads_to_whole_seconds_without_changing_it():
+    import math
+
+    from aigc_jax.config import load_config
+    from aigc_jax.data.speech import SpeechSet, tones
+    from aigc_jax.families.wavenet import data as wave_data, task as wave_task
+    from tests.conftest import config_path
+    config = load_config(config_path("wavenet.py:tiny"), ["model.global_conditioning=true"])
+    model = wave_task.build_model(config)
+    items = SpeechSet([tones(300.0, 0.13), tones([200.0, 500.0], 0.07)], ["a", "b"], ["", ""], np.array([1, 3]),
+                      16000)
+    utterances = wave_data.prepare(items, config.data, config.data.crop_frames)
+    first = wave_data.batch_of(utterances, [(0, 0)], len(utterances.mels[0]), config.data.hop, True)
+    params = model.init(jax.random.key(0), jnp.asarray(first["inputs"]), jnp.asarray(first["speaker"]),
+                        jnp.asarray(first["mel"]))["params"]
+    total = count = 0
+    for i, mel in enumerate(utterances.mels):
+        batch = wave_data.batch_of(utterances, [(i, 0)], len(mel), config.data.hop, True)
+        total += float(jnp.sum(wave_task.nll(model, params, {k: jnp.asarray(v) for k, v in batch.items()})))
+        count += batch["targets"].size
+    bits = wave_task.utterance_nll_bits(model, params, utterances, config.data)
+    assert bits == pytest.approx(total / count / math.log(2.0), rel=1e-6)

@@ -179,10 +179,21 @@ def utterance_nll_bits(model: WaveNet, params, utterances: wave_data.Utterances,
     """Teacher-forced NLL in bits per sample over whole utterances (each from its first sample, the
     history before it silence), conditioned as the model is."""
     categorical = model.output == "categorical"
-    apply = jax.jit(lambda p, batch: jnp.sum(nll(model, p, batch)))
+    # Padded at the end to whole seconds of frames (few compiled shapes; the model is causal, so
+    # the padding changes no earlier output) and summed over the real samples only.
+    apply = jax.jit(lambda p, batch, n: jnp.sum(jnp.where(jnp.arange(batch["targets"].shape[1]) < n,
+                                                          nll(model, p, batch)[0], 0.0)))
+    frames_per_second = max(data_config.sample_rate // data_config.hop, 1)
     total, count = 0.0, 0
     for i, mel in enumerate(utterances.mels):
         batch = wave_data.batch_of(utterances, [(i, 0)], len(mel), data_config.hop, categorical)
-        total += float(apply(params, {k: jnp.asarray(v) for k, v in batch.items()}))
-        count += batch["targets"].size
+        real = batch["targets"].shape[1]
+        frames = -(-len(mel) // frames_per_second) * frames_per_second
+        extra_frames, extra = frames - len(mel), (frames - len(mel)) * data_config.hop
+        batch = {"inputs": np.pad(batch["inputs"], ((0, 0), (0, extra))),
+                 "targets": np.pad(batch["targets"], ((0, 0), (0, extra))),
+                 "mel": np.pad(batch["mel"], ((0, 0), (0, extra_frames), (0, 0))),  # zeros, as SAME padding sees
+                 "speaker": batch["speaker"]}
+        total += float(apply(params, {k: jnp.asarray(v) for k, v in batch.items()}, real))
+        count += real
     return total / count / math.log(2.0)
