@@ -30,8 +30,20 @@ def silence(model: WaveNet, batch: int):
     return jnp.zeros((batch,), jnp.float32)
 
 
+def draw(model: WaveNet, key, out, temperature: float):
+    """The next sample from the model's output at one step: a mu-law class or a value."""
+    if model.output == "categorical":
+        return losses.sample_categorical(key, out, temperature)
+    return losses.sample_logistic_mixture(key, out, temperature)
+
+
+def waveform(model: WaveNet, samples):
+    """Generated samples [B, T] -> waveform in [-1, 1]."""
+    return mulaw.decode(samples) if model.output == "categorical" else samples
+
+
 def _scan(model: WaveNet, params, conds, first, num_steps: int, choose):
-    """Runs the queues for num_steps samples; choose(t, prediction, carry_sample) -> next sample."""
+    """Runs the queues for num_steps samples; choose(t, prediction at t) -> the sample fed at t + 1."""
     batch = first.shape[0]
     queues = tuple(jnp.zeros((batch, d, model.residual)) for d in model.dilations)
     past_input = jnp.zeros((batch, model.residual))
@@ -69,14 +81,9 @@ def generate(model: WaveNet, params, rng, num_samples: int, speaker=None, mel=No
         batch = mel.shape[0]
     conds = model.apply({"params": params}, speaker, mel, num_samples, method="conditioning")
 
-    def choose(t, out):
-        key = jax.random.fold_in(rng, t)
-        if model.output == "categorical":
-            return losses.sample_categorical(key, out, temperature)
-        return losses.sample_logistic_mixture(key, out, temperature)
-
-    samples, _ = _scan(model, params, conds, silence(model, batch), num_samples, choose)
-    return mulaw.decode(samples) if model.output == "categorical" else samples
+    samples, _ = _scan(model, params, conds, silence(model, batch), num_samples,
+                       lambda t, out: draw(model, jax.random.fold_in(rng, t), out, temperature))
+    return waveform(model, samples)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "temperature"))
@@ -96,15 +103,10 @@ def generate_naive(model: WaveNet, params, rng, num_samples: int, speaker=None, 
         position = jnp.minimum(t, field - 1)
         out = jax.lax.dynamic_index_in_dim(model.apply({"params": params}, window, speaker), position, axis=1,
                                            keepdims=False)
-        key = jax.random.fold_in(rng, t)
-        if model.output == "categorical":
-            nxt = losses.sample_categorical(key, out, temperature)
-        else:
-            nxt = losses.sample_logistic_mixture(key, out, temperature)
+        nxt = draw(model, jax.random.fold_in(rng, t), out, temperature)
         filling = window.at[:, jnp.minimum(t + 1, field - 1)].set(nxt)
         sliding = jnp.concatenate([window[:, 1:], nxt[:, None]], axis=1)
         return jnp.where(t + 1 < field, filling, sliding), nxt
 
     _, samples = jax.lax.scan(body, window, jnp.arange(num_samples))
-    samples = jnp.swapaxes(samples, 0, 1)
-    return mulaw.decode(samples) if model.output == "categorical" else samples
+    return waveform(model, jnp.swapaxes(samples, 0, 1))
