@@ -49,6 +49,14 @@ def restore_newest(config, workdir):
     return state, step
 
 
+def train_tiny_run(config_name: str, workdir: str, *overrides: str) -> dict:
+    """Trains configs/<config_name> (a tiny variant) into workdir quietly; its summary."""
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    return families.train(load_config(config_path(config_name), ["train.progress_bar=false", *overrides]), workdir,
+                          echo=lambda *_: None)
+
+
 def config_path(name: str) -> str:
     return os.path.join(REPO, "configs", name)
 

@@ -8,13 +8,12 @@ import optax
 import pytest
 from PIL import Image
 
-from aigc_jax.config import load_config
 from aigc_jax.data import captions
 from aigc_jax.data import shapes
 from aigc_jax.families.clip import captioner_decoding
 from aigc_jax.families.clip.captioner_model import Captioner
 from aigc_jax.families.clip.captioner_task import caption_scores
-from tests.conftest import config_path
+from tests.conftest import train_tiny_run
 
 TEXTS = ["a small red circle", "a large blue square on a grey background", "a medium white star",
          "two objects on a navy background: a small cyan triangle above a large orange circle"]
@@ -94,11 +93,9 @@ def test_caption_scores_parse_captions_back_to_the_scene():
 
 
 def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
-    from aigc_jax import families
     from experiments import caption as caption_cli
     workdir = str(tmp_path / "run")
-    summary = families.train(load_config(config_path("caption.py:tiny"), ["train.progress_bar=false"]), workdir,
-                             echo=lambda *_: None)
+    summary = train_tiny_run("caption.py:tiny", workdir)
     assert summary["item_name"] == "captions"
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "any.png")
     beams = caption_cli.caption_image(workdir, str(tmp_path / "any.png"), beam=3)

@@ -16,7 +16,7 @@ from aigc_jax.data import shapes
 from aigc_jax.data.text import DataError
 from aigc_jax.families.clip import data as clip_data
 from aigc_jax.families.clip import losses, model as clip_model, zero_shot
-from tests.conftest import config_path
+from tests.conftest import config_path, train_tiny_run
 from tests.test_parallel import run_worker
 
 
@@ -222,10 +222,8 @@ def test_eight_devices_compute_the_single_device_steps_with_gathered_embeddings(
 
 @pytest.fixture(scope="module")
 def trained_tiny(tmp_path_factory):
-    from aigc_jax import families
     workdir = str(tmp_path_factory.mktemp("clip") / "run")
-    families.train(load_config(config_path("clip.py:tiny"), ["train.progress_bar=false"]), workdir,
-                   echo=lambda *_: None)
+    train_tiny_run("clip.py:tiny", workdir)
     return workdir
 
 
@@ -245,7 +243,6 @@ def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_t
 
 
 def test_linear_probe_separates_separable_features_and_reports_every_factor(trained_tiny, tmp_path):
-    from aigc_jax import families
     from aigc_jax.families.clip import linear_probe
     from experiments import clip as clip_cli
     rng = np.random.default_rng(3)
@@ -253,8 +250,7 @@ def test_linear_probe_separates_separable_features_and_reports_every_factor(trai
     x = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.3
     assert linear_probe.fit_and_score(x[:200], y[:200], {"test": (x[200:], y[200:])})["test"] == 1.0
     supervised = str(tmp_path / "supervised")
-    summary = families.train(load_config(config_path("clip.py:tiny,supervised"), ["train.progress_bar=false"]),
-                             supervised, echo=lambda *_: None)
+    summary = train_tiny_run("clip.py:tiny,supervised", supervised)
     assert summary["eval_metric"] == "mean_error" and 0.0 <= summary["final_eval"]["shape_acc"] <= 1.0
     text = clip_cli.probe_table([trained_tiny, supervised], train_count=96, test_count=32, markdown=True)
     rows = text.splitlines()

@@ -104,12 +104,9 @@ def test_nll_baselines_hand_values_and_order():
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from aigc_jax import families
-    from aigc_jax.config import load_config
-    from tests.conftest import config_path
+    from tests.conftest import train_tiny_run
     workdir = str(tmp_path_factory.mktemp("wavenet") / "run")
-    families.train(load_config(config_path("wavenet.py:tiny"), ["train.progress_bar=false"]), workdir,
-                   echo=lambda *_: None)
+    train_tiny_run("wavenet.py:tiny", workdir)
     return workdir
 
 
