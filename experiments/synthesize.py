@@ -36,7 +36,7 @@ def conditioning_mel(config, spec: str):
         count = {"train": d.num_train, "validation": d.num_validation, "test": d.num_test}.get(split)
         if count is None:
             raise cli.ConfigError(f"--mel={spec!r}: the split must be train, validation or test")
-        utterances = wave_data.load_split(d, split, count, config.seed, 1)
+        utterances = wave_data.load_split(d, split, count, config.seed, d.crop_frames)  # as training and experiments.wavenet
         i = int(index)
         if not 0 <= i < len(utterances.mels):
             raise cli.ConfigError(f"--mel={spec!r}: the {split} split has {len(utterances.mels)} utterances")
