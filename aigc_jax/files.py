@@ -41,8 +41,10 @@ def is_disk_full(error: BaseException) -> bool:
 def write_text(path: str, text: str, what: str = "the file") -> str:
     """Writes `text` to `path` through a temporary file and a rename, so a reader (or a run
     killed mid-write) sees the old file or the new one, never half of one. A failed write
-    removes the temporary file; a full disk is a DiskFull naming the path."""
-    tmp = path + ".tmp"
+    removes the temporary file; a full disk is a DiskFull naming the path. The temporary name
+    carries the process id, so processes writing the same file at once (a shared cache) never
+    write into one temporary file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)

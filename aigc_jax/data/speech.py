@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aigc_jax.audio.resample import resample
+from aigc_jax.files import write_text
 from aigc_jax.data.text import DataError, read_text_file, stdlib_source_files
 
 CACHE_VERSION = 1
@@ -123,10 +124,7 @@ def cached_docstring_sentences(cache_dir: str = "") -> list[str]:
             return cached
     pool = docstring_sentences()
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(pool))
-    os.replace(tmp, path)
+    write_text(path, "\n".join(pool), "the docstring sentence cache")
     return pool
 
 
