@@ -44,7 +44,7 @@ def main(_):
         config, model, params, _ = load_trained(flags.FLAGS.workdir)
         if model.mel_channels:
             model = model.clone(mel_channels=0)  # the vocoder's stack without its mel input: same cost per sample
-            params = {k: v for k, v in params.items() if k not in ("upsampler",) and not k.startswith("mel_proj")}
+            params = {k: v for k, v in params.items() if k not in ("upsampler", "mel_proj")}
     else:
         config = get_config("speaker")
         model = build_model(config)
