@@ -1,4 +1,4 @@
-"""Short-time Fourier transform, mel filterbank and log-mel spectrograms in JAX.
+"""Short-time Fourier transform and its inverse, mel filterbank and log-mel spectrograms in JAX.
 
 Conventions (those of librosa's defaults and Tacotron 2's features):
   frames    centred: the signal is reflect-padded by n_fft // 2 on both sides, frame t covers
@@ -41,6 +41,25 @@ def stft(x, n_fft: int = 1024, hop: int = 256):
     index = np.arange(num_frames)[:, None] * hop + np.arange(n_fft)[None, :]
     frames = padded[..., index] * hann_window(n_fft)
     return jnp.fft.rfft(frames, axis=-1)
+
+
+def istft(spectrum, length: int, n_fft: int = 1024, hop: int = 256):
+    """The inverse of `stft`: [..., frames, n_fft // 2 + 1] complex -> [..., length] real.
+    Overlap-add of the windowed inverse frames divided by the summed squared window (the least-
+    squares signal of a modified STFT, Griffin and Lim 1984); the centring padding is cut off."""
+    frames = jnp.fft.irfft(spectrum, n=n_fft, axis=-1) * hann_window(n_fft)
+    num_frames = frames.shape[-2]
+    total = n_fft + hop * (num_frames - 1)
+    index = (np.arange(num_frames)[:, None] * hop + np.arange(n_fft)[None, :]).reshape(-1)
+    batch = frames.shape[:-2]
+    signal = jnp.zeros(batch + (total,), frames.dtype).at[..., index].add(frames.reshape(batch + (-1,)))
+    norm = np.zeros(total, np.float32)
+    np.add.at(norm, index, np.tile(hann_window(n_fft) ** 2, num_frames))
+    signal = signal / np.maximum(norm, 1e-8)
+    pad = n_fft // 2
+    if total - pad < length:
+        raise ValueError(f"{num_frames} frames of hop {hop} cover fewer than the {length} samples asked for")
+    return signal[..., pad:pad + length]
 
 
 def hz_to_mel(hz):
