@@ -1,0 +1,159 @@
+"""ChatGPT-style tuning: the conversation template and its loss mask, the checkable instructions
+and their judge, and the losses (DPO, IPO, Bradley-Terry, GAE, PPO, KL) against hand values."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aigc_jax.data.tokenizers import CharTokenizer
+from aigc_jax.families.chat import instructions as ins
+from aigc_jax.families.chat import objectives as obj
+from aigc_jax.families.chat.template import ChatTokenizer, prompt_ids, render
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer():
+    return ChatTokenizer(CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ?.0123456789+"))
+
+
+def test_template_masks_exactly_the_assistant_turns(chat_tokenizer):
+    tok = chat_tokenizer
+    turns = [("system", "be brief"), ("user", "hi"), ("assistant", "yo"), ("user", "2+2?"), ("assistant", "4")]
+    out = render(tok, turns)
+    system, user, assistant, end = tok.role_ids["system"], tok.role_ids["user"], tok.role_ids["assistant"], tok.end_id
+    assert end == tok.vocab_size - 1 and min(tok.role_ids.values()) == tok.base.vocab_size
+    expected = ([system, *tok.encode("be brief"), end, user, *tok.encode("hi"), end, assistant, *tok.encode("yo"), end,
+                 user, *tok.encode("2+2?"), end, assistant, *tok.encode("4"), end])
+    assert out.ids.tolist() == expected
+    trained = [tok.decode([i]) for i, m in zip(out.ids, out.loss_mask) if m]
+    assert trained == ["y", "o", "<|end|>", "4", "<|end|>"]  # answer text and its end-of-turn only
+    assert tok.decode(out.ids) == "<|system|>be brief<|end|><|user|>hi<|end|><|assistant|>yo<|end|>" \
+                                  "<|user|>2+2?<|end|><|assistant|>4<|end|>"
+    prompt = render(tok, turns[:2], open_assistant=True)
+    assert prompt.ids[-1] == assistant and not prompt.loss_mask.any()
+    with pytest.raises(ValueError, match="only open the conversation"):
+        render(tok, [("user", "a"), ("system", "b")])
+    with pytest.raises(ValueError, match="role one of"):
+        render(tok, [("bot", "a")])
+
+
+def test_prompt_drops_the_oldest_turns_but_keeps_the_system_turn(chat_tokenizer):
+    tok = chat_tokenizer
+    turns = [("system", "s"), ("user", "a" * 10), ("assistant", "b" * 10), ("user", "c" * 5)]
+    ids, dropped = prompt_ids(tok, turns, context=48)
+    assert dropped == 0 and len(ids) == 3 + 12 * 2 + 7 + 1
+    ids, dropped = prompt_ids(tok, turns, context=24)
+    assert dropped == 2 and tok.decode(ids) == "<|system|>s<|end|><|user|>ccccc<|end|><|assistant|>"
+    with pytest.raises(ValueError, match="shorten it"):
+        prompt_ids(tok, [("user", "x" * 50)], context=24)
+
+
+def test_instructions_are_seeded_split_without_overlap_and_judged():
+    train, heldout = ins.instructions("train", 600, seed=0), ins.instructions("heldout", 120, seed=0)
+    assert train == ins.instructions("train", 600, seed=0) and train != ins.instructions("train", 600, seed=1)
+    assert not {i.prompt for i in train} & {i.prompt for i in heldout}
+    assert {i.kind for i in heldout} == set(ins.KINDS)
+    for item in train[:60]:
+        assert ins.is_correct(item, item.answer) and ins.is_concise(item, item.answer)
+        rng = np.random.default_rng(0)
+        long = ins.rambling(item.answer, rng)
+        assert ins.is_correct(item, long) and not ins.is_concise(item, long)
+        assert not ins.is_correct(item, ins.wrong_answer(item, rng))
+    by_hand = {"What is 7 * 8?": "56", "Convert 3 km to m.": "3000", "Reverse the words: red fox runs": "runs fox red",
+               "Sort the words: pear fig apple": "apple fig pear",
+               "How many times does the letter s appear in mississippi?": "4",
+               "Passage: Ann has a green kite. Question: What colour is the kite?": "green"}
+    items = {i.prompt: i for i in train + heldout + ins.instructions("train", 3000, seed=5)}
+    for prompt, answer in by_hand.items():
+        if prompt in items:
+            assert items[prompt].answer == answer
+    assert ins.final_answer("Well. The answer is 12. Hmm, the answer is 13.") == "13"
+
+
+def test_demonstration_errors_and_preference_noise_come_at_their_rates():
+    items = ins.instructions("train", 1200, seed=2)
+    rng = np.random.default_rng(0)
+    wrong = np.mean([not ins.is_correct(i, ins.demonstration(i, rng, 0.25)) for i in items])
+    assert abs(wrong - 0.25) < 0.04
+    pairs = [(i, *ins.preference_pair(i, rng)) for i in items]
+    for item, chosen, rejected in pairs:  # correct over wrong; among correct, concise over rambling
+        assert ins.is_correct(item, chosen)
+        assert not ins.is_correct(item, rejected) or (ins.is_concise(item, chosen) and not ins.is_concise(item, rejected))
+    noisy = [(i, *ins.preference_pair(i, rng, label_noise=0.3)) for i in items]
+    flipped = np.mean([not ins.is_correct(i, c) or (ins.is_correct(i, r) and ins.is_concise(i, r)) for i, c, r in noisy])
+    assert abs(flipped - 0.3) < 0.05
+
+
+def test_dpo_and_ipo_against_the_formulas():
+    pc, pr, rc, rr = jnp.array([-3.0]), jnp.array([-5.0]), jnp.array([-4.0]), jnp.array([-4.5])
+    loss, (reward_c, reward_r) = obj.dpo_loss(pc, pr, rc, rr, beta=0.5)
+    h = (-3.0 + 4.0) - (-5.0 + 4.5)  # 1.5
+    assert float(loss[0]) == pytest.approx(math.log1p(math.exp(-0.5 * h)), rel=1e-6)
+    assert float(reward_c[0]) == pytest.approx(0.5) and float(reward_r[0]) == pytest.approx(-0.25)
+    same, _ = obj.dpo_loss(pc, pr, pc, pr, beta=0.1)
+    assert float(same[0]) == pytest.approx(math.log(2.0), rel=1e-6)  # policy = reference
+    ipo, _ = obj.ipo_loss(pc, pr, rc, rr, beta=0.25)
+    assert float(ipo[0]) == pytest.approx((1.5 - 2.0) ** 2)
+
+
+def test_bradley_terry_loss_and_gradient():
+    loss, right = obj.bradley_terry(jnp.array([2.0, -1.0]), jnp.array([0.5, 1.0]))
+    np.testing.assert_allclose(loss, [math.log1p(math.exp(-1.5)), math.log1p(math.exp(2.0))], rtol=1e-6)
+    assert right.tolist() == [True, False]
+    g_chosen, g_rejected = jax.grad(lambda a, b: obj.bradley_terry(a, b)[0], argnums=(0, 1))(2.0, 0.5)
+    sig = 1 / (1 + math.exp(-1.5))
+    assert float(g_chosen) == pytest.approx(-(1 - sig)) and float(g_rejected) == pytest.approx(1 - sig)
+
+
+def test_gae_against_a_hand_computed_sequence():
+    rewards = jnp.array([[0.0, 0.0, 1.0, 0.0]])
+    values = jnp.array([[0.5, 0.2, 0.4, 9.0]])
+    mask = jnp.array([[1, 1, 1, 0]])  # the last slot is padding: its value must not leak in
+    gamma, lam = 0.9, 0.8
+    d2 = 1.0 - 0.4
+    d1 = 0.0 + gamma * 0.4 - 0.2
+    d0 = 0.0 + gamma * 0.2 - 0.5
+    a2 = d2
+    a1 = d1 + gamma * lam * a2
+    a0 = d0 + gamma * lam * a1
+    advantages, returns = obj.gae(rewards, values, mask, gamma, lam)
+    np.testing.assert_allclose(advantages[0], [a0, a1, a2, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(returns[0], [a0 + 0.5, a1 + 0.2, a2 + 0.4, 0.0], rtol=1e-6)
+
+
+def test_ppo_clip_and_value_clip():
+    old = jnp.log(jnp.array([0.5, 0.5, 0.5, 0.5]))
+    new = jnp.log(jnp.array([0.75, 0.75, 0.25, 0.25]))  # ratios 1.5, 1.5, 0.5, 0.5
+    advantages = jnp.array([1.0, -1.0, 1.0, -1.0])
+    mask = jnp.ones(4)
+    loss, clipped = obj.ppo_policy_loss(new, old, advantages, mask, clip=0.2)
+    # min(r A, clip(r) A): 1.2 (clipped), -1.5, 0.5, -0.8 (clipped)
+    assert float(loss) == pytest.approx(-(1.2 - 1.5 + 0.5 - 0.8) / 4)
+    assert float(clipped) == pytest.approx(0.5)
+    grad = jax.grad(lambda n: obj.ppo_policy_loss(n, old, advantages, mask, 0.2)[0])(new)
+    assert float(grad[0]) == 0.0 and float(grad[3]) == 0.0 and float(grad[1]) != 0.0  # no gradient once clipped
+    value = obj.ppo_value_loss(jnp.array([2.0]), jnp.array([1.0]), jnp.array([2.0]), jnp.ones(1), clip=0.2)
+    assert float(value) == pytest.approx(0.5 * 0.8 ** 2)  # the clipped value 1.2 is further from the return
+
+
+def test_kl_estimators():
+    logp = jnp.log(jnp.array([0.2, 0.5, 0.3]))
+    for estimator in ("k1", "k3"):
+        np.testing.assert_array_equal(obj.kl_per_token(logp, logp, estimator), 0.0)
+    p, q = np.array([0.2, 0.5, 0.3]), np.array([0.4, 0.4, 0.2])
+    exact = float(np.sum(p * np.log(p / q)))
+    for estimator in ("k1", "k3"):  # the expectation under p of each estimator is the KL
+        per = obj.kl_per_token(jnp.log(p), jnp.log(q), estimator)
+        assert float(jnp.sum(p * per)) == pytest.approx(exact, rel=1e-5)
+    assert float(obj.kl_per_token(jnp.log(p), jnp.log(q), "k3").min()) >= 0.0
+    with pytest.raises(ValueError, match="unknown KL estimator"):
+        obj.kl_per_token(logp, logp, "k2")
+
+
+def test_sft_loss_counts_only_masked_tokens():
+    logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
+    targets = jnp.array([[0, 0, 1]])
+    mask = jnp.array([[False, True, True]])
+    assert float(obj.sft_loss(logits, targets, mask)) == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, rel=1e-6)
