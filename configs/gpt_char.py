@@ -11,6 +11,8 @@ Variants (`--config=configs/gpt_char.py:VARIANT`):
                    --config.data.path=../shared/data/tinyshakespeare.txt
   palm             PaLM's architecture switches on top of any of the above
                    (e.g. `:shakespeare_cpu,palm`).
+  chat_base        the base LM of the chat stages (configs/chat.py): context 256 for
+                   multi-turn conversations, 3000 steps on the standard-library corpus.
   speedrun         the fastest recipe we found to validation loss 1.88 on tiny Shakespeare
                    on a 2-core CPU (experiments/results/performance.md): stops there.
 """
@@ -100,6 +102,10 @@ def apply_variant(config, variant):
         # XLA's defaults: on the AMD machine 5% faster end to end than its dot emitter without
         # YNNPACK (--config.xla_flags=--xla_cpu_experimental_ynn_fusion_type=), which was 11-16%
         # faster per step on the Intel one; performance.md.
+    elif variant == "chat_base":
+        config.model.context_length = 256
+        config.train.update(num_steps=3000, eval_every=500, checkpoint_every=500)
+        config.eval.num_windows = 256
     elif variant == "palm":
         # PaLM's set (Chowdhery et al. 2022, section 2): RoPE, SwiGLU, multi-query attention,
         # parallel block, no biases in dense kernels or layer norms, shared embeddings, z-loss 1e-4.
@@ -107,5 +113,5 @@ def apply_variant(config, variant):
                             use_bias=False, tie_embeddings=True)
         config.loss.z_loss = 1e-4
     else:
-        raise ValueError(f"unknown gpt_char variant {variant!r}; expected tiny, shakespeare_cpu, speedrun or palm "
+        raise ValueError(f"unknown gpt_char variant {variant!r}; expected tiny, shakespeare_cpu, chat_base, speedrun or palm "
                          f"(several may be joined with commas, e.g. shakespeare_cpu,palm)")

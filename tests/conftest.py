@@ -62,6 +62,15 @@ def config_path(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_chat_base(tmp_path_factory) -> str:
+    """A tiny base LM run (the standard-library corpus) with a context long enough for the chat
+    stages' tiny conversations."""
+    workdir = str(tmp_path_factory.mktemp("chat_base") / "run")
+    train_tiny_run("gpt_char.py:tiny", workdir, "model.context_length=160")
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def small_text_file(tmp_path_factory) -> str:
     """A 30k-character English-like text with a small alphabet, made from a seed."""
     rng = random.Random(0)

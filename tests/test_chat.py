@@ -157,3 +157,46 @@ def test_sft_loss_counts_only_masked_tokens():
     targets = jnp.array([[0, 0, 1]])
     mask = jnp.array([[False, True, True]])
     assert float(obj.sft_loss(logits, targets, mask)) == pytest.approx(-(math.log(0.9) + math.log(0.8)) / 2, rel=1e-6)
+
+
+def test_extend_vocabulary_copies_the_base_and_starts_new_tokens_at_the_mean():
+    from aigc_jax.families.chat.policy import extend_vocabulary
+    base = {"token_embed": {"embedding": np.arange(12.0).reshape(4, 3)}, "lm_head": {"kernel": np.arange(8.0).reshape(2, 4)},
+            "block": {"w": np.ones((3, 3))}}
+    fresh = {"token_embed": {"embedding": np.zeros((6, 3))}, "lm_head": {"kernel": np.zeros((2, 6))},
+             "block": {"w": np.zeros((3, 3))}}
+    grown = extend_vocabulary(base, fresh, base_vocab=4)
+    np.testing.assert_array_equal(grown["token_embed"]["embedding"][:4], base["token_embed"]["embedding"])
+    np.testing.assert_array_equal(grown["token_embed"]["embedding"][4:], [[4.5, 5.5, 6.5]] * 2)
+    np.testing.assert_array_equal(grown["lm_head"]["kernel"][:, 4:], [[1.5, 1.5], [5.5, 5.5]])
+    np.testing.assert_array_equal(grown["block"]["w"], 1.0)
+    with pytest.raises(ValueError, match="block"):
+        extend_vocabulary(base, {**fresh, "block": {"w": np.zeros((3, 4))}}, base_vocab=4)
+
+
+def test_sft_run_starts_from_the_base_and_loads_without_it(tiny_chat_base, tmp_path):
+    import shutil
+
+    from aigc_jax.config import ConfigError
+    from aigc_jax.families.chat import answers, policy
+    from tests.conftest import train_tiny_run
+    base = policy.load_chat_model(tiny_chat_base)
+    assert base.task == "lm" and base.tokenizer.vocab_size == base.tokenizer.base.vocab_size + 4
+    copy = str(tmp_path / "base")
+    shutil.copytree(tiny_chat_base, copy)
+    sft_dir = str(tmp_path / "sft")
+    train_tiny_run("chat.py:tiny", sft_dir, f"chat.base={copy}", "train.num_steps=2", "train.eval_every=2",
+                   "train.checkpoint_every=2")
+    shutil.rmtree(copy)  # the SFT run keeps its tokenizer and model section
+    sft = policy.load_chat_model(sft_dir)
+    assert sft.task == "chat_sft" and sft.step == 2 and sft.tokenizer.vocab_size == base.tokenizer.vocab_size
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(base.params),
+                                                         jax.tree_util.tree_leaves(sft.params))]
+    assert any(changed)
+    items = ins.instructions("heldout", 3, seed=0)
+    replies = answers.answer(sft.model, sft.params, sft.tokenizer, items, max_new_tokens=5)
+    assert all(len(ids) <= 5 and isinstance(text, str) for text, ids in replies)
+    with pytest.raises(ConfigError, match="SFT starts from a base LM"):
+        train_tiny_run("chat.py:tiny", str(tmp_path / "again"), f"chat.base={sft_dir}")
+    with pytest.raises(ConfigError, match="chat.base is required"):
+        train_tiny_run("chat.py:tiny", str(tmp_path / "none"))

@@ -27,6 +27,7 @@ FAMILIES = {
     "caption": "aigc_jax.families.clip.captioner_task",
     "clip_supervised": "aigc_jax.families.clip.supervised_task",
     "wavenet": "aigc_jax.families.wavenet.task",
+    "chat_sft": "aigc_jax.families.chat.sft_task",
 }
 
 

@@ -1,0 +1,54 @@
+"""ChatGPT-style tuning of a pretrained LM (aigc_jax/families/chat/), stage by stage:
+
+  python -m experiments.train --config=configs/gpt_char.py:chat_base --workdir=runs/chat_base
+  python -m experiments.train --config=configs/chat.py:sft --config.chat.base=runs/chat_base --workdir=runs/chat_sft
+
+Variants (`--config=configs/chat.py:VARIANT`):
+  sft   (default) supervised fine-tuning on demonstrations of the checkable instructions
+  tiny  a few steps on a few instructions (tests; with a tiny base run)
+"""
+import ml_collections
+
+from configs import common
+
+
+def sft(config):
+    config.task = "chat_sft"
+
+
+def tiny(config):
+    config.data.update(num_train=60, num_heldout=12, multi_turn_prob=0.0)
+    config.train.update(num_steps=4, batch_size=4, log_every=2, eval_every=2, checkpoint_every=2)
+    config.optimizer.update(warmup_steps=1)
+    config.eval.update(batch_size=4, answers=3, max_new_tokens=6)
+
+
+def get_config(arg=None):
+    config = common.base("chat_sft")
+    config.chat = ml_collections.ConfigDict()
+    config.chat.base = ""  # the pretrained LM run SFT starts from (required)
+
+    config.data = ml_collections.ConfigDict()
+    config.data.kinds = "arithmetic,convert,reverse,sort,count,passage"
+    config.data.num_train = 6000  # distinct training instructions
+    config.data.num_heldout = 300  # distinct held-out instructions (evaluation, never trained on)
+    config.data.heldout_fraction = 0.2  # share of all instruction texts kept out of training
+    config.data.error_rate = 0.1  # SFT demonstrations that are wrong (a noisy demonstrator)
+    config.data.label_noise = 0.0  # preference pairs whose order is swapped (reward model, DPO)
+    config.data.system_prob = 0.5  # conversations opening with a system turn
+    config.data.multi_turn_prob = 0.25  # conversations with an earlier exchange before the question
+
+    config.optimizer = common.optimizer(learning_rate=3e-4, min_learning_rate=3e-5, warmup_steps=50,
+                                        weight_decay=0.0, grad_clip=1.0)
+    config.train.num_steps = 1500
+    config.train.batch_size = 32
+    config.train.log_every = 50
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
+
+    config.eval.batch_size = 64
+    config.eval.answers = 120  # held-out instructions answered greedily and judged at each evaluation
+    config.eval.max_new_tokens = 48
+
+    common.apply_variants(config, arg, {"sft": sft, "tiny": tiny}, "chat")
+    return config
