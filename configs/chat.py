@@ -2,9 +2,12 @@
 
   python -m experiments.train --config=configs/gpt_char.py:chat_base --workdir=runs/chat_base
   python -m experiments.train --config=configs/chat.py:sft --config.chat.base=runs/chat_base --workdir=runs/chat_sft
+  python -m experiments.train --config=configs/chat.py:dpo --config.chat.sft=runs/chat_sft --workdir=runs/chat_dpo
 
 Variants (`--config=configs/chat.py:VARIANT`):
   sft   (default) supervised fine-tuning on demonstrations of the checkable instructions
+  dpo   direct preference optimisation from an SFT run (frozen SFT reference)
+  ipo   the same with IPO's squared loss
   tiny  a few steps on a few instructions (tests; with a tiny base run)
 """
 import ml_collections
@@ -16,8 +19,19 @@ def sft(config):
     config.task = "chat_sft"
 
 
+def dpo(config):
+    config.task = "chat_dpo"
+    config.optimizer.update(learning_rate=1e-4, min_learning_rate=1e-5, warmup_steps=20)
+    config.train.update(num_steps=600, batch_size=16, eval_every=200, checkpoint_every=200)
+
+
+def ipo(config):
+    dpo(config)
+    config.chat.loss = "ipo"
+
+
 def tiny(config):
-    config.data.update(num_train=60, num_heldout=12, multi_turn_prob=0.0)
+    config.data.update(num_train=60, num_heldout=12, multi_turn_prob=0.0, system_prob=0.0)
     config.train.update(num_steps=4, batch_size=4, log_every=2, eval_every=2, checkpoint_every=2)
     config.optimizer.update(warmup_steps=1)
     config.eval.update(batch_size=4, answers=3, max_new_tokens=6)
@@ -27,6 +41,9 @@ def get_config(arg=None):
     config = common.base("chat_sft")
     config.chat = ml_collections.ConfigDict()
     config.chat.base = ""  # the pretrained LM run SFT starts from (required)
+    config.chat.sft = ""  # the SFT run DPO starts from and keeps, frozen, as its reference
+    config.chat.loss = "dpo"  # dpo | ipo
+    config.chat.beta = 0.1  # DPO's KL weight (IPO's tau)
 
     config.data = ml_collections.ConfigDict()
     config.data.kinds = "arithmetic,convert,reverse,sort,count,passage"
@@ -50,5 +67,5 @@ def get_config(arg=None):
     config.eval.answers = 120  # held-out instructions answered greedily and judged at each evaluation
     config.eval.max_new_tokens = 48
 
-    common.apply_variants(config, arg, {"sft": sft, "tiny": tiny}, "chat")
+    common.apply_variants(config, arg, {"sft": sft, "dpo": dpo, "ipo": ipo, "tiny": tiny}, "chat")
     return config

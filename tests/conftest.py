@@ -66,7 +66,15 @@ def tiny_chat_base(tmp_path_factory) -> str:
     """A tiny base LM run (the standard-library corpus) with a context long enough for the chat
     stages' tiny conversations."""
     workdir = str(tmp_path_factory.mktemp("chat_base") / "run")
-    train_tiny_run("gpt_char.py:tiny", workdir, "model.context_length=160")
+    train_tiny_run("gpt_char.py:tiny", workdir, "model.context_length=192")
+    return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_sft(tiny_chat_base, tmp_path_factory) -> str:
+    """A tiny SFT run from the tiny base (the start and reference of the preference stages)."""
+    workdir = str(tmp_path_factory.mktemp("chat_sft") / "run")
+    train_tiny_run("chat.py:tiny", workdir, f"chat.base={tiny_chat_base}")
     return workdir
 
 

@@ -1,6 +1,7 @@
 """ChatGPT-style tuning: the conversation template and its loss mask, the checkable instructions
 and their judge, and the losses (DPO, IPO, Bradley-Terry, GAE, PPO, KL) against hand values."""
 import math
+import string
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +16,7 @@ from aigc_jax.families.chat.template import ChatTokenizer, prompt_ids, render
 
 @pytest.fixture(scope="module")
 def chat_tokenizer():
-    return ChatTokenizer(CharTokenizer.from_text("abcdefghijklmnopqrstuvwxyz ?.0123456789+"))
+    return ChatTokenizer(CharTokenizer.from_text(string.printable))
 
 
 def test_template_masks_exactly_the_assistant_turns(chat_tokenizer):
@@ -196,7 +197,51 @@ def test_sft_run_starts_from_the_base_and_loads_without_it(tiny_chat_base, tmp_p
     items = ins.instructions("heldout", 3, seed=0)
     replies = answers.answer(sft.model, sft.params, sft.tokenizer, items, max_new_tokens=5)
     assert all(len(ids) <= 5 and isinstance(text, str) for text, ids in replies)
-    with pytest.raises(ConfigError, match="SFT starts from a base LM"):
+    with pytest.raises(ConfigError, match="is a chat_sft run; this stage needs one of lm"):
         train_tiny_run("chat.py:tiny", str(tmp_path / "again"), f"chat.base={sft_dir}")
     with pytest.raises(ConfigError, match="chat.base is required"):
         train_tiny_run("chat.py:tiny", str(tmp_path / "none"))
+
+
+def test_preference_rows_share_the_prompt_and_mask_only_the_responses(chat_tokenizer):
+    from aigc_jax.families.chat import preferences
+    items = [ins.Instruction("arithmetic", "what is 2+2?", "4"), ins.Instruction("arithmetic", "what is 3+3?", "6")]
+    pairs = preferences.pair_rows(chat_tokenizer, items, np.random.default_rng(0), 96, label_noise=0.0, system_prob=0.0)
+    tok = chat_tokenizer
+    for i, item in enumerate(items):
+        chosen, rejected = pairs["chosen"], pairs["rejected"]
+        prompt = len(render(tok, [("user", item.prompt)], open_assistant=True).ids)
+        np.testing.assert_array_equal(chosen["inputs"][i, :prompt], rejected["inputs"][i, :prompt])
+        for rows in (chosen, rejected):
+            targets = rows["targets"][i][rows["mask"][i]]
+            assert targets[-1] == tok.end_id and not rows["mask"][i, :prompt - 1].any()
+        answer = tok.decode(chosen["targets"][i][chosen["mask"][i]][:-1])
+        assert ins.is_correct(item, answer) or ins.is_concise(item, answer)
+    flat = preferences.flat(pairs)
+    assert flat["inputs"].shape == (4, 96)
+
+
+def test_dpo_starts_at_log_2_and_leaves_the_reference_alone(tiny_chat_sft, tmp_path):
+    from aigc_jax.families.chat import policy
+    from aigc_jax.train.metrics import read_metrics
+    from tests.conftest import train_tiny_run
+    before = policy.load_chat_model(tiny_chat_sft)
+    workdir = str(tmp_path / "dpo")
+    train_tiny_run("chat.py:dpo,tiny", workdir, f"chat.sft={tiny_chat_sft}", "optimizer.learning_rate=0.01")
+    evals = read_metrics(workdir, "eval")
+    assert evals[0]["step"] == 0 and evals[0]["loss"] == pytest.approx(math.log(2.0), abs=1e-6)
+    assert evals[0]["reward_margin"] == 0.0
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from tests.conftest import config_path
+    task = families.build_task(load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}",
+                                                                             "optimizer.learning_rate=0.003"]), "")
+    state, batch, step = task.init(jax.random.key(0)), task.train_batch(0), jax.jit(task.train_step)
+    for _ in range(6):  # on one batch of pairs the loss must fall and the margin open
+        state, metrics = step(state, batch, jax.random.key(0), task.frozen)
+    assert float(metrics["loss"]) < math.log(2.0) and float(metrics["reward_margin"]) > 0
+    after = policy.load_chat_model(tiny_chat_sft)  # the reference run is read, never written
+    for a, b in zip(jax.tree_util.tree_leaves(before.params), jax.tree_util.tree_leaves(after.params)):
+        np.testing.assert_array_equal(a, b)
+    dpo = policy.load_chat_model(workdir)
+    assert dpo.task == "chat_dpo" and dpo.step == 4

@@ -26,6 +26,7 @@ class Row:
     overrides: tuple = ()
     needs_text: bool = False  # data.path = the session's small text file
     needs_chat_base: bool = False  # chat.base = the session's tiny base LM run
+    needs_chat_sft: bool = False  # chat.sft = the session's tiny SFT run
 
     def load(self, inputs: tuple, *extra: str):
         return load_config(config_path(self.config), ["train.progress_bar=false", *self.overrides, *inputs, *extra])
@@ -48,6 +49,7 @@ ROWS = [
     Row("flow_2d", "realnvp.py:moons,tiny", ("optimizer.decay_steps=4", "optimizer.warmup_steps=1")),
     Row("wavenet", "wavenet.py:tiny", ("optimizer.decay_steps=4", "model.global_conditioning=true")),  # + the vocoder's mel
     Row("chat_sft", "chat.py:tiny", ("optimizer.decay_steps=4",), needs_chat_base=True),
+    Row("chat_dpo", "chat.py:dpo,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
 ]
 SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
 
@@ -73,6 +75,8 @@ def inputs(row, request) -> tuple:
         out.append(f"data.path={request.getfixturevalue('small_text_file')}")
     if row.needs_chat_base:
         out.append(f"chat.base={request.getfixturevalue('tiny_chat_base')}")
+    if row.needs_chat_sft:
+        out.append(f"chat.sft={request.getfixturevalue('tiny_chat_sft')}")
     return tuple(out)
 
 
@@ -88,13 +92,14 @@ def test_steps_run_under_jit_and_batches_are_pure(row, inputs):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, b) for a, b in zip(leaves(batch), leaves(task.train_batch(4))))
     before = leaves(state.params)
+    frozen = () if task.frozen is None else (task.frozen,)  # other runs' models, constants of the steps
     step = jax.jit(task.train_step)
-    new_state, metrics = step(state, batch, rng)
-    new_state, metrics = step(new_state, task.train_batch(1), rng)  # a warm-up may start from rate 0
+    new_state, metrics = step(state, batch, rng, *frozen)
+    new_state, metrics = step(new_state, task.train_batch(1), rng, *frozen)  # a warm-up may start from rate 0
     assert int(new_state.step) == 2
     assert all(math.isfinite(float(v)) for v in jax.device_get(metrics).values())
     assert any(not np.array_equal(a, b) for a, b in zip(before, leaves(new_state.params)))
-    sums = jax.jit(task.eval_step)(new_state, task.eval_batches()[0])
+    sums = jax.jit(task.eval_step)(new_state, task.eval_batches()[0], *frozen)
     summary = task.summarize_eval(jax.device_get(sums))
     assert all(math.isfinite(v) for v in summary.values())
     if task.eval_metric:

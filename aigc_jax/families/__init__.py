@@ -28,6 +28,7 @@ FAMILIES = {
     "clip_supervised": "aigc_jax.families.clip.supervised_task",
     "wavenet": "aigc_jax.families.wavenet.task",
     "chat_sft": "aigc_jax.families.chat.sft_task",
+    "chat_dpo": "aigc_jax.families.chat.dpo_task",
 }
 
 

@@ -1,0 +1,135 @@
+"""Direct preference optimisation (task "chat_dpo"; Rafailov et al. 2023), IPO as a switch.
+
+Start: `chat.sft`, an SFT run; the policy starts from its parameters, and the same parameters,
+frozen (a constant of the step, never optimised or checkpointed), are the reference. Each step
+takes `train.batch_size` preference pairs of training instructions (label noise by
+data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
+with h the difference of the chosen and rejected responses' log-ratios policy / reference.
+Logged: loss, the implicit rewards beta log(pi / ref) of chosen and rejected responses, their
+margin and the fraction of pairs it ranks right. Evaluation: the same on fixed held-out pairs,
+and greedy answers to held-out instructions judged.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax import config_rules as rules
+from aigc_jax.families.chat import objectives, preferences, stages
+from aigc_jax.nn.params import count_params
+from aigc_jax.train.eval_batches import padded_batches
+from aigc_jax.train.optimizers import make_optimizer
+from aigc_jax.train.state import TrainState
+from aigc_jax.train.task import Task
+from aigc_jax.train.update import apply_update
+
+LOSSES = ("dpo", "ipo")
+MODEL_FIELDS = ("task", "chat.sft")
+FIELD_RULES = {"chat.sft": rules.TEXT, "chat.loss": rules.Choices(LOSSES), "chat.beta": rules.Range(0, low_open=True),
+               **stages.DATA_RULES}
+
+
+def check_config(config) -> None:
+    rules.check_family(config, FIELD_RULES)
+    stages.kinds_of(config)
+    stages.require(config, "chat.sft", "the workdir of the SFT run (task chat_sft) DPO starts from")
+
+
+def pair_terms(model, params, reference, batch, *, loss: str, beta: float):
+    """Per-pair losses, implicit rewards (chosen, rejected) for a flat batch [2N] of pairs."""
+    policy_logp = stages.response_log_probs(model, params, batch)
+    reference_logp = jax.lax.stop_gradient(stages.response_log_probs(model, reference, batch))
+    n = policy_logp.shape[0] // 2
+    fn = objectives.dpo_loss if loss == "dpo" else objectives.ipo_loss
+    return fn(policy_logp[:n], policy_logp[n:], reference_logp[:n], reference_logp[n:], beta)
+
+
+def train_step(state: TrainState, batch, rng, reference, *, model, tx, schedule, loss: str, beta: float):
+    del rng
+
+    def objective(params):
+        losses, (chosen, rejected) = pair_terms(model, params, reference, batch, loss=loss, beta=beta)
+        return jnp.mean(losses), (chosen, rejected)
+
+    (value, (chosen, rejected)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    new_state, norms = apply_update(state, grads, tx)
+    margin = chosen - rejected
+    metrics = {"loss": value, "reward_chosen": jnp.mean(chosen), "reward_rejected": jnp.mean(rejected),
+               "reward_margin": jnp.mean(margin), "reward_accuracy": jnp.mean((margin > 0).astype(jnp.float32)),
+               "learning_rate": schedule(state.step), **norms}
+    return new_state.replace(step=state.step + 1), metrics
+
+
+def eval_step(state: TrainState, batch, reference, *, model, loss: str, beta: float):
+    losses, (chosen, rejected) = pair_terms(model, state.params, reference, batch, loss=loss, beta=beta)
+    weight = batch["pair_weight"]
+    margin = chosen - rejected
+    return {"loss": jnp.sum(losses * weight), "margin": jnp.sum(margin * weight),
+            "right": jnp.sum((margin > 0) * weight), "pairs": jnp.sum(weight)}
+
+
+def summarize_eval(sums: dict) -> dict:
+    pairs = max(float(sums["pairs"]), 1.0)
+    return {"loss": float(sums["loss"]) / pairs, "reward_margin": float(sums["margin"]) / pairs,
+            "reward_accuracy": float(sums["right"]) / pairs}
+
+
+def pair_batches(pairs: dict, batch_size: int) -> list:
+    """Evaluation batches of whole pairs: each batch's chosen rows then its rejected rows, with a
+    per-pair weight (0 for padding pairs)."""
+    padded = padded_batches({"chosen_" + k: v for k, v in pairs["chosen"].items()}
+                            | {"rejected_" + k: v for k, v in pairs["rejected"].items()}, batch_size)
+    out = []
+    for b in padded:
+        keys = [k[len("chosen_"):] for k in b if k.startswith("chosen_")]
+        flat = {k: np.concatenate([b["chosen_" + k], b["rejected_" + k]]) for k in keys}
+        flat["pair_weight"] = b["weight"]
+        out.append(flat)
+    return out
+
+
+def build(config, workdir: str) -> Task:
+    check_config(config)
+    d, t, c = config.data, config.train, config.chat
+    sft = stages.load_source(c.sft, "chat.sft", ("chat_sft",))
+    tokenizer, model = sft.tokenizer, sft.model
+    train_items, heldout = stages.instruction_sets(config)
+    width = model.context_length
+    stages.check_fits(preferences.longest_pair(tokenizer, train_items + heldout, d.system_prob > 0), width)
+    stages.keep_policy_files(sft, workdir)
+    tx, schedule = make_optimizer(config.optimizer, t.num_steps)
+    start_params = sft.params
+
+    def init(rng):
+        del rng
+        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, start_params), tx)
+
+    def train_batch(step: int) -> dict:
+        rng = np.random.default_rng([config.seed, step, 0xD90])
+        items = [train_items[i] for i in rng.integers(len(train_items), size=t.batch_size)]
+        return preferences.flat(preferences.pair_rows(tokenizer, items, rng, width, label_noise=d.label_noise,
+                                                      system_prob=d.system_prob))
+
+    eval_set = pair_batches(preferences.heldout_pairs(tokenizer, heldout, config.seed, width), config.eval.batch_size)
+    abstract = jax.eval_shape(init, jax.random.key(0))
+    hyper = dict(loss=c.loss, beta=c.beta)
+    return Task(
+        model_fields=MODEL_FIELDS,
+        init=init,
+        train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule, **hyper),
+        eval_step=functools.partial(eval_step, model=model, **hyper),
+        train_batch=train_batch,
+        eval_batches=lambda: eval_set,
+        summarize_eval=summarize_eval,
+        num_params=count_params(abstract.params),
+        items_per_step=t.batch_size,
+        item_name="pairs",
+        description=(f"{c.loss.upper()} (beta {c.beta}) from {c.sft} (step {sft.step}), reference frozen; "
+                     f"{len(train_items)} training instructions, label noise {d.label_noise}; "
+                     f"{len(heldout)} held-out pairs"),
+        on_eval=stages.answer_eval(model, tokenizer, heldout, config),
+        frozen=sft.params,
+    )
