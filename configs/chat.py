@@ -2,10 +2,12 @@
 
   python -m experiments.train --config=configs/gpt_char.py:chat_base --workdir=runs/chat_base
   python -m experiments.train --config=configs/chat.py:sft --config.chat.base=runs/chat_base --workdir=runs/chat_sft
+  python -m experiments.train --config=configs/chat.py:rm --config.chat.sft=runs/chat_sft --workdir=runs/chat_rm
   python -m experiments.train --config=configs/chat.py:dpo --config.chat.sft=runs/chat_sft --workdir=runs/chat_dpo
 
 Variants (`--config=configs/chat.py:VARIANT`):
   sft   (default) supervised fine-tuning on demonstrations of the checkable instructions
+  rm    the reward model: the SFT transformer with a scalar head, Bradley-Terry loss on pairs
   dpo   direct preference optimisation from an SFT run (frozen SFT reference)
   ipo   the same with IPO's squared loss
   tiny  a few steps on a few instructions (tests; with a tiny base run)
@@ -17,6 +19,12 @@ from configs import common
 
 def sft(config):
     config.task = "chat_sft"
+
+
+def rm(config):
+    config.task = "chat_rm"
+    config.optimizer.update(learning_rate=1e-4, min_learning_rate=1e-5, warmup_steps=20)
+    config.train.update(num_steps=600, batch_size=16, eval_every=200, checkpoint_every=200)
 
 
 def dpo(config):
@@ -67,5 +75,5 @@ def get_config(arg=None):
     config.eval.answers = 120  # held-out instructions answered greedily and judged at each evaluation
     config.eval.max_new_tokens = 48
 
-    common.apply_variants(config, arg, {"sft": sft, "dpo": dpo, "ipo": ipo, "tiny": tiny}, "chat")
+    common.apply_variants(config, arg, {"sft": sft, "rm": rm, "dpo": dpo, "ipo": ipo, "tiny": tiny}, "chat")
     return config

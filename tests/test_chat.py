@@ -245,3 +245,36 @@ def test_dpo_starts_at_log_2_and_leaves_the_reference_alone(tiny_chat_sft, tmp_p
         np.testing.assert_array_equal(a, b)
     dpo = policy.load_chat_model(workdir)
     assert dpo.task == "chat_dpo" and dpo.step == 4
+
+
+def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat_sft, tmp_path):
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from aigc_jax.families.chat import policy, reward
+    from tests.conftest import config_path, train_tiny_run
+    mask = jnp.array([[0, 1, 1, 0, 0], [0, 0, 0, 0, 1]], bool)
+    assert reward.last_response_position(mask).tolist() == [2, 4]
+    config = load_config(config_path("chat.py:rm,tiny"), [f"chat.sft={tiny_chat_sft}", "optimizer.learning_rate=0.003"])
+    task = families.build_task(config, "")
+    state, batch = task.init(jax.random.key(0)), task.train_batch(0)
+    sft = policy.load_chat_model(tiny_chat_sft)
+    rows = {k: jnp.asarray(v) for k, v in batch.items()}
+    r0 = reward.rewards(sft.model, state.params, rows["inputs"], rows["mask"])
+    assert np.all(np.asarray(r0) == 0.0)  # a zero head
+    state = state.replace(params={**state.params, "head": {"kernel": jnp.ones_like(state.params["head"]["kernel"]),
+                                                            "bias": state.params["head"]["bias"]}})
+    r1 = reward.rewards(sft.model, state.params, rows["inputs"], rows["mask"])
+    after = np.asarray(rows["inputs"]).copy()  # tokens after each response must not move its reward
+    last = np.asarray(reward.last_response_position(rows["mask"]))
+    for i, p in enumerate(last):
+        after[i, p + 1:] = 3
+    np.testing.assert_allclose(reward.rewards(sft.model, state.params, jnp.asarray(after), rows["mask"]), r1, rtol=1e-5)
+    state = task.init(jax.random.key(0))
+    step = jax.jit(task.train_step)
+    for _ in range(8):
+        state, metrics = step(state, batch, jax.random.key(0))
+    assert float(metrics["loss"]) < math.log(2.0) and float(metrics["pair_accuracy"]) > 0.5
+    workdir = str(tmp_path / "rm")
+    train_tiny_run("chat.py:rm,tiny", workdir, f"chat.sft={tiny_chat_sft}")
+    loaded = policy.load_chat_model(workdir)
+    assert loaded.task == "chat_rm" and set(loaded.params) == {"lm", "head"}

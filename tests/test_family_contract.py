@@ -50,6 +50,7 @@ ROWS = [
     Row("wavenet", "wavenet.py:tiny", ("optimizer.decay_steps=4", "model.global_conditioning=true")),  # + the vocoder's mel
     Row("chat_sft", "chat.py:tiny", ("optimizer.decay_steps=4",), needs_chat_base=True),
     Row("chat_dpo", "chat.py:dpo,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
+    Row("chat_rm", "chat.py:rm,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
 ]
 SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
 

@@ -29,6 +29,7 @@ FAMILIES = {
     "wavenet": "aigc_jax.families.wavenet.task",
     "chat_sft": "aigc_jax.families.chat.sft_task",
     "chat_dpo": "aigc_jax.families.chat.dpo_task",
+    "chat_rm": "aigc_jax.families.chat.rm_task",
 }
 
 

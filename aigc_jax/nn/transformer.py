@@ -122,7 +122,9 @@ class TransformerLM(nn.Module):
     @nn.compact
     def __call__(self, tokens: Array, *, positions: Optional[Array] = None, mask: Optional[Array] = None,
                  cache: Optional[list] = None, cache_index: Optional[Array] = None,
-                 deterministic: bool = True):
+                 deterministic: bool = True, features: bool = False):
+        """features=True returns the final normalised hidden states [B, T, C] instead of logits
+        (for scalar heads: a reward model, a value function); the parameters are the same."""
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         dtype = DTYPES[self.dtype]
@@ -156,6 +158,8 @@ class TransformerLM(nn.Module):
                                    deterministic)
             new_cache.append(layer_cache)
         x = layers.make_norm(self.norm, self.use_bias, dtype, name="final_norm")(x)
+        if features:
+            return x.astype(jnp.float32) if cache is None else (x.astype(jnp.float32), new_cache)
         if self.tie_embeddings:
             logits = embed.attend(x)
         else:

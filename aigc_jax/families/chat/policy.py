@@ -24,6 +24,7 @@ from aigc_jax.nn.transformer import TransformerLM
 from aigc_jax.train.restore import restore_params
 
 STAGES = ("chat_sft", "chat_dpo", "chat_ppo")  # runs whose parameters are a chat policy
+SCORERS = ("chat_rm",)  # runs whose parameters are {"lm": a chat transformer's, "head": a scalar head}
 
 
 @dataclasses.dataclass
@@ -32,7 +33,7 @@ class ChatModel:
     task: str  # lm for a base run, else the chat stage
     tokenizer: ChatTokenizer
     model: TransformerLM
-    params: Any
+    params: Any  # a reward model's (chat_rm): {"lm": ..., "head": ...}
     step: int
     model_config: Any  # the LM's model section (shared by every stage built on it)
 
@@ -79,12 +80,12 @@ def load_chat_model(workdir: str, *, what: str = "the run") -> ChatModel:
     if task == "lm":
         base_tokenizer = load_tokenizer(workdir)
         model_config = config.model
-    elif task in STAGES:
+    elif task in STAGES + SCORERS:
         base_tokenizer = load_tokenizer(workdir)
         model_config = read_model_config(workdir)
     else:
         raise ConfigError(f"{what} {workdir!r} is a {task!r} run; expected a language model (task lm) or a chat "
-                          f"policy ({', '.join(STAGES)})")
+                          f"policy or reward model ({', '.join(STAGES + SCORERS)})")
     tokenizer = ChatTokenizer(base_tokenizer)
     model = TransformerLM.from_config(model_config, tokenizer.vocab_size)
     example = jnp.zeros((1, 8), jnp.int32)
@@ -96,6 +97,10 @@ def load_chat_model(workdir: str, *, what: str = "the run") -> ChatModel:
         fresh = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
         params = extend_vocabulary(run.params, fresh, base_tokenizer.vocab_size)
     else:
+        if task in SCORERS:
+            width = model_config.embed_dim
+            shapes = {"lm": shapes, "head": {"kernel": jax.ShapeDtypeStruct((width,), jnp.float32),
+                                             "bias": jax.ShapeDtypeStruct((), jnp.float32)}}
         run = restore_params(workdir, task=task, expect_params=shapes)
         params = run.params
     return ChatModel(workdir, task, tokenizer, model, params, run.step, model_config)
