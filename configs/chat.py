@@ -3,11 +3,13 @@
   python -m experiments.train --config=configs/gpt_char.py:chat_base --workdir=runs/chat_base
   python -m experiments.train --config=configs/chat.py:sft --config.chat.base=runs/chat_base --workdir=runs/chat_sft
   python -m experiments.train --config=configs/chat.py:rm --config.chat.sft=runs/chat_sft --workdir=runs/chat_rm
+  python -m experiments.train --config=configs/chat.py:ppo --config.chat.sft=runs/chat_sft --config.chat.rm=runs/chat_rm --workdir=runs/chat_ppo
   python -m experiments.train --config=configs/chat.py:dpo --config.chat.sft=runs/chat_sft --workdir=runs/chat_dpo
 
 Variants (`--config=configs/chat.py:VARIANT`):
   sft   (default) supervised fine-tuning on demonstrations of the checkable instructions
   rm    the reward model: the SFT transformer with a scalar head, Bradley-Terry loss on pairs
+  ppo   RLHF: PPO against the reward model with a KL penalty to the frozen SFT model
   dpo   direct preference optimisation from an SFT run (frozen SFT reference)
   ipo   the same with IPO's squared loss
   tiny  a few steps on a few instructions (tests; with a tiny base run)
@@ -27,6 +29,13 @@ def rm(config):
     config.train.update(num_steps=600, batch_size=16, eval_every=200, checkpoint_every=200)
 
 
+def ppo(config):
+    config.task = "chat_ppo"
+    config.chat.beta = 0.05
+    config.optimizer.update(learning_rate=2e-5, min_learning_rate=2e-5, schedule="constant", warmup_steps=0)
+    config.train.update(num_steps=200, batch_size=32, log_every=5, eval_every=50, checkpoint_every=50)
+
+
 def dpo(config):
     config.task = "chat_dpo"
     config.optimizer.update(learning_rate=1e-4, min_learning_rate=1e-5, warmup_steps=20)
@@ -43,6 +52,7 @@ def tiny(config):
     config.train.update(num_steps=4, batch_size=4, log_every=2, eval_every=2, checkpoint_every=2)
     config.optimizer.update(warmup_steps=1)
     config.eval.update(batch_size=4, answers=3, max_new_tokens=6)
+    config.chat.max_response = 6
 
 
 def get_config(arg=None):
@@ -51,7 +61,18 @@ def get_config(arg=None):
     config.chat.base = ""  # the pretrained LM run SFT starts from (required)
     config.chat.sft = ""  # the SFT run DPO starts from and keeps, frozen, as its reference
     config.chat.loss = "dpo"  # dpo | ipo
-    config.chat.beta = 0.1  # DPO's KL weight (IPO's tau)
+    config.chat.beta = 0.1  # the KL weight: DPO's beta (IPO's tau), PPO's per-token penalty
+    config.chat.rm = ""  # PPO: the reward model run (task chat_rm), frozen
+    config.chat.ppo_epochs = 4  # PPO: passes over each batch of rollouts
+    config.chat.minibatches = 2  # PPO: minibatches per pass (must divide train.batch_size)
+    config.chat.clip = 0.2  # PPO's ratio clip epsilon
+    config.chat.value_clip = 0.2
+    config.chat.vf_coef = 0.5
+    config.chat.entropy_coef = 0.0
+    config.chat.gamma = 1.0
+    config.chat.lam = 0.95
+    config.chat.max_response = 32  # PPO: tokens sampled per rollout at most
+    config.chat.temperature = 1.0  # PPO: rollout sampling temperature
 
     config.data = ml_collections.ConfigDict()
     config.data.kinds = "arithmetic,convert,reverse,sort,count,passage"
@@ -75,5 +96,5 @@ def get_config(arg=None):
     config.eval.answers = 120  # held-out instructions answered greedily and judged at each evaluation
     config.eval.max_new_tokens = 48
 
-    common.apply_variants(config, arg, {"sft": sft, "rm": rm, "dpo": dpo, "ipo": ipo, "tiny": tiny}, "chat")
+    common.apply_variants(config, arg, {"sft": sft, "rm": rm, "ppo": ppo, "dpo": dpo, "ipo": ipo, "tiny": tiny}, "chat")
     return config

@@ -79,6 +79,14 @@ def tiny_chat_sft(tiny_chat_base, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_chat_rm(tiny_chat_sft, tmp_path_factory) -> str:
+    """A tiny reward model run on the tiny SFT run (PPO's frozen scorer)."""
+    workdir = str(tmp_path_factory.mktemp("chat_rm") / "run")
+    train_tiny_run("chat.py:rm,tiny", workdir, f"chat.sft={tiny_chat_sft}")
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def small_text_file(tmp_path_factory) -> str:
     """A 30k-character English-like text with a small alphabet, made from a seed."""
     rng = random.Random(0)

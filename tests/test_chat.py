@@ -278,3 +278,26 @@ def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat
     train_tiny_run("chat.py:rm,tiny", workdir, f"chat.sft={tiny_chat_sft}")
     loaded = policy.load_chat_model(workdir)
     assert loaded.task == "chat_rm" and set(loaded.params) == {"lm", "head"}
+
+
+def test_ppo_rollouts_are_reproducible_and_the_first_iteration_has_zero_kl(tiny_chat_sft, tiny_chat_rm):
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from tests.conftest import config_path
+    config = load_config(config_path("chat.py:ppo,tiny"), [f"chat.sft={tiny_chat_sft}", f"chat.rm={tiny_chat_rm}"])
+    task = families.build_task(config, "")
+    state = task.init(jax.random.key(0))
+    first, again = task.host_batch(state, 3), task.host_batch(state, 3)
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    other = task.host_batch(state, 4)
+    assert not np.array_equal(first["inputs"], other["inputs"])
+    shapes = task.train_batch(3)
+    assert {k: v.shape for k, v in shapes.items()} == {k: v.shape for k, v in first.items()}
+    assert first["mask"].sum(1).min() >= 1 and first["mask"].sum(1).max() <= config.chat.max_response
+    new_state, metrics = jax.jit(task.train_step)(state, first, jax.random.key(0), task.frozen)
+    assert float(metrics["kl"]) == 0.0  # the policy starts as the reference
+    assert int(new_state.step) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
+    changed = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state.params["policy"]),
+                                                         jax.tree_util.tree_leaves(new_state.params["policy"]))]
+    assert any(changed)

@@ -27,6 +27,7 @@ class Row:
     needs_text: bool = False  # data.path = the session's small text file
     needs_chat_base: bool = False  # chat.base = the session's tiny base LM run
     needs_chat_sft: bool = False  # chat.sft = the session's tiny SFT run
+    needs_chat_rm: bool = False  # chat.rm = the session's tiny reward model run (and chat.sft)
 
     def load(self, inputs: tuple, *extra: str):
         return load_config(config_path(self.config), ["train.progress_bar=false", *self.overrides, *inputs, *extra])
@@ -51,6 +52,7 @@ ROWS = [
     Row("chat_sft", "chat.py:tiny", ("optimizer.decay_steps=4",), needs_chat_base=True),
     Row("chat_dpo", "chat.py:dpo,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
     Row("chat_rm", "chat.py:rm,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
+    Row("chat_ppo", "chat.py:ppo,tiny", (), needs_chat_sft=True, needs_chat_rm=True),  # rollouts from the state
 ]
 SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
 
@@ -78,6 +80,8 @@ def inputs(row, request) -> tuple:
         out.append(f"chat.base={request.getfixturevalue('tiny_chat_base')}")
     if row.needs_chat_sft:
         out.append(f"chat.sft={request.getfixturevalue('tiny_chat_sft')}")
+    if row.needs_chat_rm:
+        out.append(f"chat.rm={request.getfixturevalue('tiny_chat_rm')}")
     return tuple(out)
 
 

@@ -30,6 +30,7 @@ FAMILIES = {
     "chat_sft": "aigc_jax.families.chat.sft_task",
     "chat_dpo": "aigc_jax.families.chat.dpo_task",
     "chat_rm": "aigc_jax.families.chat.rm_task",
+    "chat_ppo": "aigc_jax.families.chat.ppo_task",
 }
 
 
