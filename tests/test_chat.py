@@ -301,3 +301,40 @@ def test_ppo_rollouts_are_reproducible_and_the_first_iteration_has_zero_kl(tiny_
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state.params["policy"]),
                                                          jax.tree_util.tree_leaves(new_state.params["policy"]))]
     assert any(changed)
+
+
+def test_streaming_gives_the_batched_decoders_tokens(tiny_chat_sft):
+    from aigc_jax.decoding import sampling, streaming
+    from aigc_jax.decoding.samplers import SamplingSettings
+    from aigc_jax.families.chat import policy
+    chat = policy.load_chat_model(tiny_chat_sft)
+    prompt = list(range(3, 40))
+    for settings in (SamplingSettings(max_new_tokens=12, temperature=0.0),
+                     SamplingSettings(max_new_tokens=12, temperature=1.0, top_p=0.9, stop_tokens=(5,))):
+        batched = sampling.generate(chat.model, chat.params, [prompt], jax.random.key(7), settings)
+        streamed = list(streaming.stream(chat.model, chat.params, prompt, jax.random.key(7), settings))
+        assert streamed == batched.tokens[0][:batched.lengths[0]].tolist()
+    with pytest.raises(ValueError, match="does not slide the window"):
+        list(streaming.stream(chat.model, chat.params, prompt, jax.random.key(0),
+                              SamplingSettings(max_new_tokens=chat.model.context_length)))
+
+
+def test_chat_session_commands_history_and_trimming(tiny_chat_sft):
+    import io
+
+    from aigc_jax.decoding.samplers import SamplingSettings
+    from aigc_jax.families.chat import policy
+    from experiments.chat import Session
+    chat = policy.load_chat_model(tiny_chat_sft)
+    out = io.StringIO()
+    settings = lambda room, end: SamplingSettings(max_new_tokens=min(4, room), stop_tokens=(end,))  # noqa: E731
+    session = Session(chat, "", settings, seed=0, out=out)
+    first = session.reply("What is 2 + 2?")
+    assert session.turns == [("user", "What is 2 + 2?"), ("assistant", first)] and first in out.getvalue()
+    assert session.command("/system Answer briefly.") and session.system == "Answer briefly."
+    for _ in range(6):  # each exchange adds about 50 tokens to a 192-token context
+        session.reply("Reverse the words: red blue green moon kite")
+    assert "oldest" in out.getvalue() and "left out" in out.getvalue()
+    assert session.turns[0][0] == "user" and len(session.turns) < 14
+    assert session.command("/reset") and session.turns == []
+    assert not session.command("hello")

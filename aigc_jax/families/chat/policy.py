@@ -97,10 +97,13 @@ def load_chat_model(workdir: str, *, what: str = "the run") -> ChatModel:
         fresh = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, s.dtype), shapes)
         params = extend_vocabulary(run.params, fresh, base_tokenizer.vocab_size)
     else:
+        width = model_config.embed_dim
+        scorer = {"lm": shapes, "head": {"kernel": jax.ShapeDtypeStruct((width,), jnp.float32),
+                                         "bias": jax.ShapeDtypeStruct((), jnp.float32)}}
         if task in SCORERS:
-            width = model_config.embed_dim
-            shapes = {"lm": shapes, "head": {"kernel": jax.ShapeDtypeStruct((width,), jnp.float32),
-                                             "bias": jax.ShapeDtypeStruct((), jnp.float32)}}
+            shapes = scorer
+        elif task == "chat_ppo":  # the policy beside its value network
+            shapes = {"policy": shapes, "value": scorer}
         run = restore_params(workdir, task=task, expect_params=shapes)
-        params = run.params
+        params = run.params["policy"] if task == "chat_ppo" else run.params
     return ChatModel(workdir, task, tokenizer, model, params, run.step, model_config)

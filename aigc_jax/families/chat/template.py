@@ -83,13 +83,16 @@ def render(tokenizer: ChatTokenizer, turns: Sequence[tuple], open_assistant: boo
 
 def prompt_ids(tokenizer: ChatTokenizer, turns: Sequence[tuple], context: int) -> tuple:
     """(ids of the conversation so far plus an open assistant marker, turns dropped): the oldest
-    turns after a leading system turn are dropped until the prompt leaves at least a quarter of
-    the context for the answer. Raises ValueError when even the last turn alone does not fit."""
+    turns after a leading system turn are dropped, whole exchanges at a time (what remains starts
+    with a user turn), until the prompt leaves at least a quarter of the context for the answer.
+    Raises ValueError when even the last turn alone does not fit."""
     turns = list(turns)
     system = turns[:1] if turns and turns[0][0] == "system" else []
     rest = turns[len(system):]
     budget = context - max(context // 4, 1)
     for dropped in range(len(rest)):
+        if rest[dropped][0] != "user" and dropped < len(rest) - 1:
+            continue
         ids = render(tokenizer, system + rest[dropped:], open_assistant=True).ids
         if len(ids) <= budget:
             return ids, dropped

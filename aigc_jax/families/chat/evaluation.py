@@ -1,0 +1,65 @@
+"""Any chat stage (or a base LM) on held-out instructions, scored by the judge.
+
+  accuracy        greedy answers judged correct (also sampled ones, temperature 1)
+  win rate        against a reference policy (the SFT run), per instruction by the judge's
+                  ranking (correct and concise > correct but rambling > wrong): wins + ties / 2
+  KL to reference the mean over sampled responses of sum_t log pi(y_t) - log ref(y_t) (the k1
+                  estimate of KL(pi || ref) per response, in nats)
+  mean length     characters of the greedy answers
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aigc_jax.families.chat import answers, instructions as ins, stages
+from aigc_jax.families.chat.conversations import question_turns
+from aigc_jax.families.chat.template import render
+from aigc_jax.families.chat.rollouts import rollout_rows
+
+
+def judge_rank(item: ins.Instruction, response: str) -> int:
+    """2 correct and concise, 1 correct but rambling, 0 wrong."""
+    if not ins.is_correct(item, response):
+        return 0
+    return 2 if ins.is_concise(item, response) else 1
+
+
+def win_rate(items: list, responses: list, reference_responses: list) -> float:
+    ours = np.array([judge_rank(i, r) for i, r in zip(items, responses)])
+    theirs = np.array([judge_rank(i, r) for i, r in zip(items, reference_responses)])
+    return float(np.mean((ours > theirs) + 0.5 * (ours == theirs)))
+
+
+def sequence_log_probs(chat, params, rows: dict, batch: int = 32) -> np.ndarray:
+    score = jax.jit(lambda p, b: stages.response_log_probs(chat.model, p, b))
+    out = []
+    for start in range(0, len(rows["inputs"]), batch):
+        part = {k: jnp.asarray(v[start:start + batch]) for k, v in rows.items() if k in ("inputs", "targets", "mask")}
+        out.append(np.asarray(score(params, part)))
+    return np.concatenate(out)
+
+
+def kl_to(chat, reference, items: list, sampled_ids: list) -> float:
+    """Mean per-response k1 KL(pi || ref) of the policy's sampled responses (token ids)."""
+    prompts = [render(chat.tokenizer, question_turns(i), open_assistant=True).ids for i in items]
+    rows = rollout_rows(chat.tokenizer, prompts, sampled_ids, chat.model.context_length)
+    return float(np.mean(sequence_log_probs(chat, chat.params, rows) - sequence_log_probs(reference, reference.params, rows)))
+
+
+def evaluate(chat, items: list, *, reference=None, reference_greedy: list | None = None, seed: int = 0,
+             max_new_tokens: int = 48) -> dict:
+    """The row of one run: greedy and sampled accuracy, concise share, length, win rate and KL
+    against `reference` (a ChatModel) when given; also the greedy texts."""
+    greedy = [t for t, _ in answers.answer(chat.model, chat.params, chat.tokenizer, items,
+                                          max_new_tokens=max_new_tokens)]
+    sampled = answers.answer(chat.model, chat.params, chat.tokenizer, items, seed=seed, temperature=1.0,
+                             max_new_tokens=max_new_tokens)
+    row = answers.scores(items, greedy)
+    row["sampled_accuracy"] = answers.scores(items, [t for t, _ in sampled])["accuracy"]
+    if reference is not None:
+        row["win_rate"] = win_rate(items, greedy, reference_greedy)
+        row["kl_to_reference"] = kl_to(chat, reference, items, [ids for _, ids in sampled])
+    row["greedy"] = greedy
+    return row

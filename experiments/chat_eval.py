@@ -1,0 +1,71 @@
+"""Chat stages side by side on held-out instructions, scored by the programmatic judge.
+
+  python -m experiments.chat_eval --workdir=runs/chat_base,runs/chat_sft,runs/chat_ppo,runs/chat_dpo \
+      --reference=runs/chat_sft [--markdown=FILE]
+
+Each --workdir (a base LM run or any chat stage) answers the held-out instructions of the
+reference run's config (seed, kinds, count): greedy accuracy (overall and per kind), sampled
+accuracy (temperature 1), the concise share, mean length, win rate against the reference's
+greedy answers and the KL to the reference on sampled responses
+(aigc_jax/families/chat/evaluation.py).
+"""
+from absl import flags
+
+from experiments import cli
+
+flags.DEFINE_string("workdir", None, "Runs to evaluate, comma-separated.")
+flags.DEFINE_string("reference", "", "The SFT run: the held-out set's config, win rates and KL against it.")
+flags.DEFINE_integer("num", 0, "Held-out instructions (0: the reference config's data.num_heldout).")
+flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_string("markdown", "", "Also write the table to this file.")
+
+
+def main(_):
+    from aigc_jax.config import load_config, load_saved_config
+    from aigc_jax.families.chat import evaluation, policy, stages
+    f = flags.FLAGS
+    if not f.workdir:
+        raise cli.ConfigError("--workdir is required (one or more runs, comma-separated)")
+    if f.reference:
+        config = load_saved_config(f.reference)
+        if config.task not in policy.STAGES:
+            raise cli.ConfigError(f"--reference={f.reference!r} is a {config.task} run; expected a chat policy")
+    else:
+        import os
+        config = load_config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "chat.py"))
+    _, heldout = stages.instruction_sets(config)
+    items = heldout[:f.num] if f.num else heldout
+    reference = policy.load_chat_model(f.reference) if f.reference else None
+    reference_greedy = None
+    if reference is not None:
+        reference_greedy = evaluation.evaluate(reference, items, seed=f.seed)["greedy"]
+    rows = []
+    for workdir in [w for w in f.workdir.split(",") if w]:
+        chat = policy.load_chat_model(workdir)
+        if chat.task not in ("lm",) + policy.STAGES:
+            raise cli.ConfigError(f"{workdir!r} is a {chat.task} run: only policies answer (a reward model does not)")
+        row = evaluation.evaluate(chat, items, reference=reference, reference_greedy=reference_greedy, seed=f.seed)
+        rows.append((f"{workdir} ({chat.task}, step {chat.step})", row))
+    kinds = sorted(k for k in rows[0][1] if k.startswith("accuracy_"))
+    head = ["run", "accuracy", "sampled accuracy", "concise", "mean length"]
+    head += (["win rate vs reference", "KL to reference (nats)"] if reference is not None else [])
+    head += [k.removeprefix("accuracy_") for k in kinds]
+    lines = [f"Held-out: {len(items)} instructions (seed {config.seed}; never in any training stage)"
+             + (f"; reference {f.reference}" if reference is not None else ""), "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, row in rows:
+        cells = [f"{row['accuracy']:.3f}", f"{row['sampled_accuracy']:.3f}", f"{row['concise']:.3f}",
+                 f"{row['mean_length']:.1f}"]
+        if reference is not None:
+            cells += [f"{row['win_rate']:.3f}", f"{row['kl_to_reference']:.2f}"]
+        cells += [f"{row[k]:.2f}" for k in kinds]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines)
+    print(text)
+    if f.markdown:
+        with open(f.markdown, "w") as out:
+            out.write(text + "\n")
+
+
+if __name__ == "__main__":
+    cli.run(main)
