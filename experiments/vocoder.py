@@ -51,7 +51,7 @@ def spectrogram_picture(path: str, rows: dict, data_config, seconds: float) -> N
             ax.set_ylabel("kHz", fontsize=7)
             ax.tick_params(labelsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=60)
     plt.close(fig)
 
 
