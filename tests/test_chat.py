@@ -1,6 +1,7 @@
 """ChatGPT-style tuning: the conversation template and its loss mask, the checkable instructions
 and their judge, and the losses (DPO, IPO, Bradley-Terry, GAE, PPO, KL) against hand values."""
 import math
+import os
 import string
 
 import jax
@@ -338,3 +339,38 @@ def test_chat_session_commands_history_and_trimming(tiny_chat_sft):
     assert session.turns[0][0] == "user" and len(session.turns) < 14
     assert session.command("/reset") and session.turns == []
     assert not session.command("hello")
+
+
+def test_win_rate_and_judge_ranks_by_hand():
+    from aigc_jax.families.chat import evaluation
+    items = [ins.Instruction("arithmetic", "What is 1 + 1?", "2")] * 4
+    ours = ["2", "The answer is 2.", "3", "2"]
+    theirs = ["The answer is 2.", "The answer is 2.", "2", "5"]
+    assert [evaluation.judge_rank(i, r) for i, r in zip(items, ours)] == [2, 1, 0, 2]
+    # win (concise over rambling), tie, loss, win
+    assert evaluation.win_rate(items, ours, theirs) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
+
+
+@pytest.mark.slow  # three subprocesses; the stages' tests and contract rows cover the code in the default run
+def test_chat_commands_on_tiny_runs(tiny_chat_base, tiny_chat_sft, tiny_chat_rm, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO, train_tiny_run
+    ppo_dir = str(tmp_path / "ppo")
+    train_tiny_run("chat.py:ppo,tiny", ppo_dir, f"chat.sft={tiny_chat_sft}", f"chat.rm={tiny_chat_rm}")
+    table = subprocess.run([sys.executable, "-m", "experiments.chat_eval", f"--workdir={tiny_chat_base},{ppo_dir}",
+                            f"--reference={tiny_chat_sft}", "--num=6"], cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert table.returncode == 0, table.stderr[-2000:]
+    assert "(lm, step 20)" in table.stdout and "(chat_ppo, step 4)" in table.stdout and "win rate" in table.stdout
+    plot = str(tmp_path / "ppo.png")
+    drawn = subprocess.run([sys.executable, "-m", "experiments.chat_ppo_plot", f"--workdir={ppo_dir}", f"--out={plot}"],
+                           cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert drawn.returncode == 0 and os.path.getsize(plot) > 0, drawn.stderr[-2000:]
+    answer = subprocess.run([sys.executable, "-m", "experiments.chat", f"--workdir={ppo_dir}", "--prompt=What is 1 + 1?",
+                             "--max_new_tokens=4"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert answer.returncode == 0, answer.stderr[-2000:]
+    refused = subprocess.run([sys.executable, "-m", "experiments.chat", f"--workdir={tiny_chat_rm}", "--prompt=hi"],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert refused.returncode != 0 and "is a reward model" in refused.stderr

@@ -15,12 +15,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from aigc_jax import config_rules as rules
 from aigc_jax.families.chat import objectives, preferences, stages
 from aigc_jax.nn.params import count_params
-from aigc_jax.train.eval_batches import padded_batches
 from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
 from aigc_jax.train.task import Task
@@ -77,20 +75,6 @@ def summarize_eval(sums: dict) -> dict:
             "reward_accuracy": float(sums["right"]) / pairs}
 
 
-def pair_batches(pairs: dict, batch_size: int) -> list:
-    """Evaluation batches of whole pairs: each batch's chosen rows then its rejected rows, with a
-    per-pair weight (0 for padding pairs)."""
-    padded = padded_batches({"chosen_" + k: v for k, v in pairs["chosen"].items()}
-                            | {"rejected_" + k: v for k, v in pairs["rejected"].items()}, batch_size)
-    out = []
-    for b in padded:
-        keys = [k[len("chosen_"):] for k in b if k.startswith("chosen_")]
-        flat = {k: np.concatenate([b["chosen_" + k], b["rejected_" + k]]) for k in keys}
-        flat["pair_weight"] = b["weight"]
-        out.append(flat)
-    return out
-
-
 def build(config, workdir: str) -> Task:
     check_config(config)
     d, t, c = config.data, config.train, config.chat
@@ -102,18 +86,11 @@ def build(config, workdir: str) -> Task:
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start_params = sft.params
+    init = stages.init_from(start_params, tx)
+    train_batch = preferences.training_pairs(config, tokenizer, train_items, width, salt=0xD90)
 
-    def init(rng):
-        del rng
-        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, start_params), tx)
-
-    def train_batch(step: int) -> dict:
-        rng = np.random.default_rng([config.seed, step, 0xD90])
-        items = [train_items[i] for i in rng.integers(len(train_items), size=t.batch_size)]
-        return preferences.flat(preferences.pair_rows(tokenizer, items, rng, width, label_noise=d.label_noise,
-                                                      system_prob=d.system_prob))
-
-    eval_set = pair_batches(preferences.heldout_pairs(tokenizer, heldout, config.seed, width), config.eval.batch_size)
+    eval_set = preferences.evaluation_pairs(preferences.heldout_pairs(tokenizer, heldout, config.seed, width),
+                                            config.eval.batch_size)
     abstract = jax.eval_shape(init, jax.random.key(0))
     hyper = dict(loss=c.loss, beta=c.beta)
     return Task(

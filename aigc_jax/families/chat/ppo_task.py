@@ -86,9 +86,7 @@ def build(config, workdir: str) -> Task:
     start = {"policy": sft.params, "value": rm.params}
     frozen = {"reference": sft.params, "reward": rm.params}
 
-    def init(rng):
-        del rng
-        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, start), tx)
+    init = stages.init_from(start, tx)
 
     def picks(step: int):
         rng = np.random.default_rng([config.seed, step, 0x990])

@@ -7,6 +7,7 @@ import numpy as np
 
 from aigc_jax.families.chat import conversations, instructions as ins
 from aigc_jax.families.chat.template import ChatTokenizer, render
+from aigc_jax.train.eval_batches import padded_batches
 
 
 def pair_rows(tokenizer: ChatTokenizer, items: list, rng: np.random.Generator, width: int, *, label_noise: float,
@@ -41,3 +42,29 @@ def longest_pair(tokenizer: ChatTokenizer, pool: list, system: bool) -> int:
     ramble = max(ins.RAMBLE_OPENINGS, key=len) + f" The answer is {answer}."
     turns = conversations.question_turns(prompt, system) + [("assistant", ramble)]
     return len(render(tokenizer, turns).ids) + 4
+
+
+def training_pairs(config, tokenizer: ChatTokenizer, train_items: list, width: int, salt: int):
+    """train_batch(step) of a pair stage: train.batch_size pairs of training instructions, a pure
+    function of (seed, step) (salt keeps the stages' draws apart), flat (chosen, then rejected)."""
+    d = config.data
+
+    def train_batch(step: int) -> dict:
+        rng = np.random.default_rng([config.seed, step, salt])
+        items = [train_items[i] for i in rng.integers(len(train_items), size=config.train.batch_size)]
+        return flat(pair_rows(tokenizer, items, rng, width, label_noise=d.label_noise, system_prob=d.system_prob))
+    return train_batch
+
+
+def evaluation_pairs(pairs: dict, batch_size: int) -> list:
+    """Evaluation batches of whole pairs: each batch's chosen rows then its rejected rows, with a
+    per-pair weight (0 for padding pairs)."""
+    padded = padded_batches({"chosen_" + k: v for k, v in pairs["chosen"].items()}
+                            | {"rejected_" + k: v for k, v in pairs["rejected"].items()}, batch_size)
+    out = []
+    for b in padded:
+        keys = [k[len("chosen_"):] for k in b if k.startswith("chosen_")]
+        rows = {k: np.concatenate([b["chosen_" + k], b["rejected_" + k]]) for k in keys}
+        rows["pair_weight"] = b["weight"]
+        out.append(rows)
+    return out

@@ -12,11 +12,9 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from aigc_jax import config_rules as rules
 from aigc_jax.families.chat import objectives, preferences, reward, stages
-from aigc_jax.families.chat.dpo_task import pair_batches
 from aigc_jax.nn.params import count_params
 from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
@@ -78,18 +76,11 @@ def build(config, workdir: str) -> Task:
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start = reward.initial_params(sft.params, sft.model_config.embed_dim)
+    init = stages.init_from(start, tx)
+    train_batch = preferences.training_pairs(config, tokenizer, train_items, width, salt=0x7E3)
 
-    def init(rng):
-        del rng
-        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, start), tx)
-
-    def train_batch(step: int) -> dict:
-        rng = np.random.default_rng([config.seed, step, 0x7E3])
-        items = [train_items[i] for i in rng.integers(len(train_items), size=t.batch_size)]
-        return preferences.flat(preferences.pair_rows(tokenizer, items, rng, width, label_noise=d.label_noise,
-                                                      system_prob=d.system_prob))
-
-    eval_set = pair_batches(preferences.heldout_pairs(tokenizer, heldout, config.seed, width), config.eval.batch_size)
+    eval_set = preferences.evaluation_pairs(preferences.heldout_pairs(tokenizer, heldout, config.seed, width),
+                                            config.eval.batch_size)
     abstract = jax.eval_shape(init, jax.random.key(0))
     return Task(
         model_fields=MODEL_FIELDS,

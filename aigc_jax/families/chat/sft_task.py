@@ -68,9 +68,7 @@ def build(config, workdir: str) -> Task:
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start_params = base.params
 
-    def init(rng):
-        del rng  # every parameter comes from the base run
-        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, start_params), tx)
+    init = stages.init_from(start_params, tx)
 
     def train_batch(step: int) -> dict:
         rng = np.random.default_rng([config.seed, step, 0x5F7])

@@ -3,12 +3,14 @@ the instruction sets, the sequence log-probabilities of responses, and the judge
 every stage reports at each evaluation."""
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from aigc_jax import config_rules as rules
 from aigc_jax.config import ConfigError
 from aigc_jax.data.tokenizers import save_tokenizer
 from aigc_jax.families.chat import answers, instructions as ins, objectives, policy
+from aigc_jax.train.state import TrainState
 
 DATA_RULES = {
     "data.kinds": rules.TEXT, "data.num_train": rules.at_least(1),
@@ -62,6 +64,14 @@ def keep_policy_files(source: policy.ChatModel, workdir: str) -> None:
     if workdir:
         save_tokenizer(source.tokenizer.base, workdir)
         policy.save_model_config(source.model_config, workdir)
+
+
+def init_from(params, tx):
+    """init(rng) of a stage whose every parameter comes from other runs (the rng is unused)."""
+    def init(rng):
+        del rng
+        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, params), tx)
+    return init
 
 
 def logits(model, params, inputs):
