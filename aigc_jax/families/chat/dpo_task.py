@@ -81,8 +81,8 @@ def build(config, workdir: str) -> Task:
     sft = stages.load_source(c.sft, "chat.sft", ("chat_sft",))
     tokenizer, model = sft.tokenizer, sft.model
     train_items, heldout = stages.instruction_sets(config)
-    width = model.context_length
-    stages.check_fits(preferences.longest_pair(tokenizer, train_items + heldout, d.system_prob > 0), width)
+    width = stages.row_width(preferences.longest_pair(tokenizer, train_items + heldout, d.system_prob > 0),
+                             model.context_length)
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start_params = sft.params

@@ -28,7 +28,10 @@ SPLITS = ("train", "heldout")
 WORDS = ("apple", "bird", "blue", "cat", "cloud", "dog", "fig", "fish", "green", "hat", "kite", "lamp", "moon",
          "pear", "red", "river", "road", "sun", "tree", "wind")
 COUNT_WORDS = ("banana", "apple", "letter", "committee", "mississippi", "balloon", "coffee", "parallel", "pepper",
-               "assessment", "bookkeeper", "tomato", "potato", "seventeen", "referee", "success")
+               "assessment", "bookkeeper", "tomato", "potato", "seventeen", "referee", "success", "address", "bottle",
+               "cabbage", "dinner", "element", "giraffe", "hammer", "jelly", "kettle", "ladder", "mirror", "needle",
+               "orange", "puzzle", "rabbit", "scissors", "teeth", "umbrella", "village", "window", "yellow", "zipper",
+               "butter", "carrot", "garden", "happen", "library", "monkey", "pillow", "summer", "tunnel", "winter")
 NAMES = ("Ann", "Ben", "Cara", "Dan", "Eve", "Finn", "Gus", "Hana")
 COLOURS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple")
 OBJECTS = ("kite", "ball", "hat", "bike", "book", "cup", "lamp", "boat")

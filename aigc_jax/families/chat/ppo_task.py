@@ -76,11 +76,11 @@ def build(config, workdir: str) -> Task:
         raise ConfigError(f"chat.rm={c.rm!r} was not built on the same transformer as chat.sft={c.sft!r}")
     tokenizer, model = sft.tokenizer, sft.model
     train_items, heldout = stages.instruction_sets(config)
-    width = model.context_length
     prompt_pad = rollouts.prompt_width(tokenizer, train_items, d.system_prob > 0)
-    if prompt_pad + c.max_response > width + 1:
+    if prompt_pad + c.max_response > model.context_length:
         raise ConfigError(f"prompts padded to {prompt_pad} tokens plus chat.max_response={c.max_response} exceed the "
-                          f"context {width}")
+                          f"context {model.context_length}")
+    width = stages.row_width(prompt_pad + c.max_response, model.context_length)
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start = {"policy": sft.params, "value": rm.params}

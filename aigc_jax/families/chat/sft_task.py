@@ -61,9 +61,8 @@ def build(config, workdir: str) -> Task:
     base = stages.load_source(config.chat.base, "chat.base", ("lm",))
     tokenizer, model = base.tokenizer, base.model
     train_items, heldout = stages.instruction_sets(config)
-    width = model.context_length
-    stages.check_fits(conversations.longest_conversation(tokenizer, train_items + heldout, d.multi_turn_prob > 0),
-                      width)
+    width = stages.row_width(conversations.longest_conversation(tokenizer, train_items + heldout, d.multi_turn_prob > 0),
+                             model.context_length)
     stages.keep_policy_files(base, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start_params = base.params
@@ -94,6 +93,6 @@ def build(config, workdir: str) -> Task:
         item_name="conversations",
         description=(f"SFT from {config.chat.base} (step {base.step}); {len(train_items)} training and "
                      f"{len(heldout)} held-out instructions ({', '.join(stages.kinds_of(config))}), demonstration error "
-                     f"rate {d.error_rate}; context {width}"),
+                     f"rate {d.error_rate}; rows of {width} tokens"),
         on_eval=stages.answer_eval(model, tokenizer, heldout, config),
     )

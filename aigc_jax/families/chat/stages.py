@@ -53,10 +53,14 @@ def load_source(workdir: str, field: str, tasks: tuple) -> policy.ChatModel:
     return source
 
 
-def check_fits(tokens: int, context: int) -> None:
+def row_width(tokens: int, context: int) -> int:
+    """The width of a stage's token rows: enough for its longest conversation of `tokens` tokens
+    (inputs and targets are `width` of its width + 1), rounded up to a multiple of 16, at most the
+    context (short rows cost less than context-wide ones; the model takes any length up to it)."""
     if tokens > context + 1:
         raise ConfigError(f"the longest conversation takes about {tokens} tokens, more than the model's context "
                           f"{context} (+1): pretrain the base LM with a longer model.context_length")
+    return min(context, -(-(tokens - 1) // 16) * 16)
 
 
 def keep_policy_files(source: policy.ChatModel, workdir: str) -> None:
