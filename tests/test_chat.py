@@ -374,3 +374,13 @@ def test_chat_commands_on_tiny_runs(tiny_chat_base, tiny_chat_sft, tiny_chat_rm,
     refused = subprocess.run([sys.executable, "-m", "experiments.chat", f"--workdir={tiny_chat_rm}", "--prompt=hi"],
                              cwd=REPO, capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "is a reward model" in refused.stderr
+
+
+def test_the_default_configs_instruction_sets_exist():
+    from aigc_jax.config import load_config
+    from aigc_jax.families.chat import stages
+    from tests.conftest import config_path
+    config = load_config(config_path("chat.py"))
+    train, heldout = stages.instruction_sets(config)
+    assert len(train) == config.data.num_train and len(heldout) == config.data.num_heldout
+    assert {i.kind for i in train} == set(ins.KINDS)
