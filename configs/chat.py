@@ -32,7 +32,7 @@ def rm(config):
 def ppo(config):
     config.task = "chat_ppo"
     config.chat.beta = 0.05
-    config.optimizer.update(learning_rate=2e-5, min_learning_rate=2e-5, schedule="constant", warmup_steps=0)
+    config.optimizer.update(learning_rate=5e-5, min_learning_rate=5e-5, schedule="constant", warmup_steps=0)
     config.train.update(num_steps=200, batch_size=32, log_every=5, eval_every=50, checkpoint_every=50)
 
 
