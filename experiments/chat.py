@@ -9,8 +9,6 @@ the system turn (/system alone removes it), Ctrl-D leaves. When the history no l
 model's context (three quarters of it, the rest kept for the answer), the oldest turns are
 dropped and the command says so. --prompt answers one question and exits.
 """
-import sys
-
 from absl import flags
 
 from experiments import cli
@@ -24,53 +22,10 @@ flags.DEFINE_integer("max_new_tokens", 64, "Tokens per answer at most.")
 flags.DEFINE_integer("seed", 0, "Sampling seed (each answer of a session draws with its own fold of it).")
 
 
-class Session:
-    def __init__(self, chat, system: str, settings_for, seed: int, out=sys.stdout):
-        self.chat, self.system, self.settings_for, self.seed, self.out = chat, system, settings_for, seed, out
-        self.turns, self.answers = [], 0
-
-    def command(self, line: str) -> bool:
-        """Handles /reset and /system; True when the line was a command."""
-        if line.strip() == "/reset":
-            self.turns = []
-            print("(history cleared)", file=self.out)
-            return True
-        if line.startswith("/system"):
-            self.system = line[len("/system"):].strip()
-            print(f"(system turn {'set' if self.system else 'removed'})", file=self.out)
-            return True
-        return False
-
-    def reply(self, text: str) -> str:
-        import jax
-
-        from aigc_jax.decoding.streaming import stream
-        from aigc_jax.families.chat.template import prompt_ids
-        tok, model = self.chat.tokenizer, self.chat.model
-        turns = ([("system", self.system)] if self.system else []) + self.turns + [("user", text)]
-        ids, dropped = prompt_ids(tok, turns, model.context_length)
-        if dropped:
-            print(f"(the conversation is longer than the context: the oldest {dropped} turn(s) are left out)",
-                  file=self.out)
-            self.turns = self.turns[dropped:]
-        settings = self.settings_for(model.context_length - len(ids), tok.end_id)
-        answer_ids = []
-        for token in stream(model, self.chat.params, ids.tolist(), jax.random.fold_in(jax.random.key(self.seed),
-                                                                                     self.answers), settings):
-            if token == tok.end_id:
-                break
-            answer_ids.append(token)
-            print(tok.decode([token]), end="", file=self.out, flush=True)
-        print(file=self.out)
-        self.answers += 1
-        answer = tok.decode(answer_ids)
-        self.turns += [("user", text), ("assistant", answer)]
-        return answer
-
-
 def main(_):
     from aigc_jax.decoding.samplers import SamplingSettings
     from aigc_jax.families.chat import policy
+    from aigc_jax.families.chat.session import Session
     f = flags.FLAGS
     if not f.workdir:
         raise cli.ConfigError("--workdir is required")

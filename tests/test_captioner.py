@@ -93,12 +93,12 @@ def test_caption_scores_parse_captions_back_to_the_scene():
 
 
 def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
-    from experiments import caption as caption_cli
+    from aigc_jax.families.clip.captioning import caption_image
     workdir = str(tmp_path / "run")
     summary = train_tiny_run("caption.py:tiny", workdir)
     assert summary["item_name"] == "captions"
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "any.png")
-    beams = caption_cli.caption_image(workdir, str(tmp_path / "any.png"), beam=3)
+    beams = caption_image(workdir, str(tmp_path / "any.png"), beam=3)
     assert len(beams) == 3 and beams[0][0] >= beams[1][0] >= beams[2][0]
-    drawn = caption_cli.caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
-    assert drawn == caption_cli.caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
+    drawn = caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
+    assert drawn == caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)

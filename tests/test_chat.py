@@ -325,7 +325,7 @@ def test_chat_session_commands_history_and_trimming(tiny_chat_sft):
 
     from aigc_jax.decoding.samplers import SamplingSettings
     from aigc_jax.families.chat import policy
-    from experiments.chat import Session
+    from aigc_jax.families.chat.session import Session
     chat = policy.load_chat_model(tiny_chat_sft)
     out = io.StringIO()
     settings = lambda room, end: SamplingSettings(max_new_tokens=min(4, room), stop_tokens=(end,))  # noqa: E731
