@@ -52,6 +52,8 @@ def tiny(config):
     config.train.update(num_steps=4, batch_size=4, log_every=2, eval_every=2, checkpoint_every=2)
     config.optimizer.update(warmup_steps=1)
     config.eval.update(batch_size=4, answers=3, max_new_tokens=6)
+    # a tiny SFT model's samples are nearly all wrong (no rank differs, no pair): judge-written pairs
+    config.data.update(pairs="constructed", pair_instructions=24, pair_samples=3, pair_batch=8)
     config.chat.max_response = 6
 
 
@@ -83,6 +85,13 @@ def get_config(arg=None):
     config.data.label_noise = 0.0  # preference pairs whose order is swapped (reward model, DPO)
     config.data.system_prob = 0.5  # conversations opening with a system turn
     config.data.multi_turn_prob = 0.25  # conversations with an earlier exchange before the question
+    # Preference pairs of the reward model and DPO: "sampled" (the SFT model's own responses, ranked
+    # by the judge: InstructGPT's and DPO's setting) or "constructed" (judge-written responses).
+    config.data.pairs = "sampled"
+    config.data.pair_instructions = 3000  # training instructions sampled for the pool (one pair each at most)
+    config.data.pair_samples = 4  # responses sampled per instruction
+    config.data.pair_temperature = 1.0
+    config.data.pair_batch = 256  # rows per decoder call while sampling the pool
 
     config.optimizer = common.optimizer(learning_rate=3e-4, min_learning_rate=3e-5, warmup_steps=50,
                                         weight_decay=0.0, grad_clip=1.0)

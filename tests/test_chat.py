@@ -207,7 +207,8 @@ def test_sft_run_starts_from_the_base_and_loads_without_it(tiny_chat_base, tmp_p
 def test_preference_rows_share_the_prompt_and_mask_only_the_responses(chat_tokenizer):
     from aigc_jax.families.chat import preferences
     items = [ins.Instruction("arithmetic", "what is 2+2?", "4"), ins.Instruction("arithmetic", "what is 3+3?", "6")]
-    pairs = preferences.pair_rows(chat_tokenizer, items, np.random.default_rng(0), 96, label_noise=0.0, system_prob=0.0)
+    drawn, system = preferences.constructed_pairs(items, np.random.default_rng(0), label_noise=0.0, system_prob=0.0)
+    pairs = preferences.pair_rows(chat_tokenizer, drawn, system, 96)
     tok = chat_tokenizer
     for i, item in enumerate(items):
         chosen, rejected = pairs["chosen"], pairs["rejected"]
@@ -220,6 +221,55 @@ def test_preference_rows_share_the_prompt_and_mask_only_the_responses(chat_token
         assert ins.is_correct(item, answer) or ins.is_concise(item, answer)
     flat = preferences.flat(pairs)
     assert flat["inputs"].shape == (4, 96)
+
+
+def test_ranked_pair_prefers_correct_then_concise_and_skips_ties():
+    from aigc_jax.families.chat.sampled_pairs import ranked_pair
+    item = ins.Instruction("arithmetic", "What is 2 + 2?", "4")
+    assert ranked_pair(item, ["5", "4", "The answer is 4."]) == ("4", "5")
+    assert ranked_pair(item, ["The answer is 4.", "4"]) == ("4", "The answer is 4.")
+    assert ranked_pair(item, ["5", "6", "7"]) is None and ranked_pair(item, ["4", "4"]) is None
+
+
+def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, monkeypatch):
+    """data.pairs='sampled': the pool is built from the SFT policy's answers (here a stand-in
+    decoder whose answers cycle right / rambling / wrong), in batches of one shape, and the
+    training rows hold exactly the pool's chosen and rejected responses."""
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from aigc_jax.families.chat import policy, sampled_pairs, stages
+    from aigc_jax.families.chat.evaluation import judge_rank
+    from tests.conftest import config_path
+    calls = []
+
+    def fake_answer(model, params, tokenizer, items, *, key, temperature, max_new_tokens):
+        calls.append(len(items))
+        replies = []
+        for i, item in enumerate(items):
+            text = [item.answer, f"Let me think. The answer is {item.answer}.", item.answer + "9"][(len(calls) + i) % 3]
+            replies.append((text, []))
+        return replies
+    monkeypatch.setattr(sampled_pairs.answers, "answer", fake_answer)
+    config = load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}", "data.pairs=sampled",
+                                                            "data.pair_instructions=10", "data.pair_samples=3"])
+    chat = policy.load_chat_model(tiny_chat_sft)
+    items = stages.instruction_sets(config)[0][:10]
+    pool, made = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8)
+    assert calls == [8, 8, 8, 8] and made == 10 and 0 < len(pool) <= 10  # 30 rows, the last call padded to 8
+    assert all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in pool)
+    calls.clear()  # the stand-in answers the same again
+    task = families.build_task(config, "")
+    assert "pairs from 3 samples" in task.description
+    batch, pairs = task.train_batch(0), {(good, bad) for _, good, bad in pool}
+    n = batch["inputs"].shape[0] // 2
+    for i in range(n):
+        chosen = chat.tokenizer.decode(batch["targets"][i][batch["mask"][i]][:-1])
+        rejected = chat.tokenizer.decode(batch["targets"][n + i][batch["mask"][n + i]][:-1])
+        assert (chosen, rejected) in pairs
+    with pytest.raises(Exception, match="samples differ in the judge's rank"):
+        monkeypatch.setattr(sampled_pairs.answers, "answer",
+                            lambda model, params, tok, items, **kw: [("no", [])] * len(items))
+        families.build_task(config, "")
 
 
 def test_dpo_starts_at_log_2_and_leaves_the_reference_alone(tiny_chat_sft, tmp_path):

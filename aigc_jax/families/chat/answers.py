@@ -15,14 +15,16 @@ from aigc_jax.families.chat.template import ChatTokenizer, render
 
 
 def answer(model, params, tokenizer: ChatTokenizer, items: list, *, seed: int = 0, temperature: float = 0.0,
-           top_p: float = 1.0, max_new_tokens: int = 48, system: bool = False) -> list:
-    """[(response text, response token ids incl. <|end|> when it stopped)] per instruction."""
+           top_p: float = 1.0, max_new_tokens: int = 48, system: bool = False, key=None) -> list:
+    """[(response text, response token ids incl. <|end|> when it stopped)] per instruction (sampled
+    with `key` when given, else with the key of `seed`)."""
     prompts = [render(tokenizer, question_turns(item, system), open_assistant=True).ids for item in items]
     settings = SamplingSettings(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                                 stop_tokens=(tokenizer.end_id,))
     width = max(len(p) for p in prompts)
     width = -(-width // 32) * 32  # a few compiled prompt widths
-    out = sampling.generate(model, params, prompts, jax.random.key(seed), settings, pad_to=width)
+    out = sampling.generate(model, params, prompts, jax.random.key(seed) if key is None else key, settings,
+                              pad_to=width)
     results = []
     for row, length in zip(out.tokens, out.lengths):
         ids = row[:length].tolist()

@@ -2,8 +2,8 @@
 
 Start: `chat.sft`, an SFT run; the policy starts from its parameters, and the same parameters,
 frozen (a constant of the step, never optimised or checkpointed), are the reference. Each step
-takes `train.batch_size` preference pairs of training instructions (label noise by
-data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
+takes `train.batch_size` preference pairs of training instructions (preferences.py: judge-written,
+or the SFT model's own samples ranked by the judge, by data.pairs; label noise by data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
 with h the difference of the chosen and rejected responses' log-ratios policy / reference.
 Logged: loss, the implicit rewards beta log(pi / ref) of chosen and rejected responses, their
 margin and the fraction of pairs it ranks right. Evaluation: the same on fixed held-out pairs,
@@ -77,20 +77,15 @@ def summarize_eval(sums: dict) -> dict:
 
 def build(config, workdir: str) -> Task:
     check_config(config)
-    d, t, c = config.data, config.train, config.chat
+    t, c = config.train, config.chat
     sft = stages.load_source(c.sft, "chat.sft", ("chat_sft",))
     tokenizer, model = sft.tokenizer, sft.model
     train_items, heldout = stages.instruction_sets(config)
-    width = stages.row_width(preferences.longest_pair(tokenizer, train_items + heldout, d.system_prob > 0),
-                             model.context_length)
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start_params = sft.params
     init = stages.init_from(start_params, tx)
-    train_batch = preferences.training_pairs(config, tokenizer, train_items, width, salt=0xD90)
-
-    eval_set = preferences.evaluation_pairs(preferences.heldout_pairs(tokenizer, heldout, config.seed, width),
-                                            config.eval.batch_size)
+    train_batch, eval_set, pairs = preferences.pair_data(config, sft, train_items, heldout, salt=0xD90)
     abstract = jax.eval_shape(init, jax.random.key(0))
     hyper = dict(loss=c.loss, beta=c.beta)
     return Task(
@@ -104,9 +99,7 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params),
         items_per_step=t.batch_size,
         item_name="pairs",
-        description=(f"{c.loss.upper()} (beta {c.beta}) from {c.sft} (step {sft.step}), reference frozen; "
-                     f"{len(train_items)} training instructions, label noise {d.label_noise}; "
-                     f"{len(heldout)} held-out pairs"),
+        description=f"{c.loss.upper()} (beta {c.beta}) from {c.sft} (step {sft.step}), reference frozen; {pairs}",
         on_eval=stages.answer_eval(model, tokenizer, heldout, config),
         frozen=sft.params,
     )

@@ -1,31 +1,46 @@
 """Preference pairs as token rows: for each instruction, the conversation with the chosen response
-and the one with the rejected response (aigc_jax/families/chat/instructions.py ranks them by the
-judge), the loss mask on the response tokens and their <|end|>."""
+and the one with the rejected response, the loss mask on the response tokens and their <|end|>.
+
+Two sources of training pairs (`data.pairs`):
+  constructed  the judge writes both responses (instructions.preference_pair: correct beats wrong,
+               concise beats rambling), whatever the policy would say;
+  sampled      InstructGPT's comparisons and DPO's setting: responses sampled from the SFT model
+               itself, ranked by the judge (sampled_pairs.py), so the pairs hold the model's own
+               mistakes.
+Held-out pairs (the evaluation of the reward model and DPO's implicit reward) are constructed in
+both cases, one per held-out instruction, so the two sources are scored on the same pairs."""
 from __future__ import annotations
 
 import numpy as np
 
-from aigc_jax.families.chat import conversations, instructions as ins
+from aigc_jax.config import ConfigError
+from aigc_jax.families.chat import conversations, instructions as ins, sampled_pairs, stages
 from aigc_jax.families.chat.template import ChatTokenizer, render
 from aigc_jax.train.eval_batches import padded_batches
 
 
-def pair_rows(tokenizer: ChatTokenizer, items: list, rng: np.random.Generator, width: int, *, label_noise: float,
-              system_prob: float) -> dict:
-    """{chosen: rows, rejected: rows} (conversations.rows layout), row i of both one instruction."""
-    chosen, rejected = [], []
-    for item in items:
-        turns = conversations.question_turns(item, rng.random() < system_prob)
-        good, bad = ins.preference_pair(item, rng, label_noise)
-        chosen.append(turns + [("assistant", good)])
-        rejected.append(turns + [("assistant", bad)])
+def pair_rows(tokenizer: ChatTokenizer, pairs: list, system: list, width: int) -> dict:
+    """{chosen: rows, rejected: rows} (conversations.rows layout) of pairs [(item, chosen text,
+    rejected text)], row i of both one pair; system[i]: the prompt opens with the system turn."""
+    chosen = [conversations.question_turns(item, s) + [("assistant", good)] for (item, good, _), s in zip(pairs, system)]
+    rejected = [conversations.question_turns(item, s) + [("assistant", bad)] for (item, _, bad), s in zip(pairs, system)]
     return {"chosen": conversations.rows(tokenizer, chosen, width),
             "rejected": conversations.rows(tokenizer, rejected, width)}
 
 
+def constructed_pairs(items: list, rng: np.random.Generator, *, label_noise: float, system_prob: float) -> tuple:
+    """(pairs, system flags): one judge-written pair per instruction."""
+    pairs, system = [], []
+    for item in items:
+        system.append(rng.random() < system_prob)
+        pairs.append((item, *ins.preference_pair(item, rng, label_noise)))
+    return pairs, system
+
+
 def heldout_pairs(tokenizer: ChatTokenizer, items: list, seed: int, width: int) -> dict:
     """Fixed held-out pairs (no label noise, no system turn): one per held-out instruction."""
-    return pair_rows(tokenizer, items, np.random.default_rng([seed, 0x9A1]), width, label_noise=0.0, system_prob=0.0)
+    pairs, system = constructed_pairs(items, np.random.default_rng([seed, 0x9A1]), label_noise=0.0, system_prob=0.0)
+    return pair_rows(tokenizer, pairs, system, width)
 
 
 def flat(pairs: dict) -> dict:
@@ -33,26 +48,40 @@ def flat(pairs: dict) -> dict:
     return {k: np.concatenate([pairs["chosen"][k], pairs["rejected"][k]]) for k in pairs["chosen"]}
 
 
+def pair_tokens(tokenizer: ChatTokenizer, item, chosen: str, rejected: str, system: bool) -> int:
+    turns = conversations.question_turns(item, system)
+    return max(len(render(tokenizer, turns + [("assistant", r)]).ids) for r in (chosen, rejected))
+
+
 def longest_pair(tokenizer: ChatTokenizer, pool: list, system: bool) -> int:
-    """About the tokens of the longest pair conversation: the system turn (when there can be one),
+    """About the tokens of the longest constructed pair: the system turn (when there can be one),
     the longest prompt and the longest rambling answer (wrong answers are at most a few
     characters longer)."""
     prompt = max(pool, key=lambda i: len(i.prompt))
     answer = max(pool, key=lambda i: len(i.answer)).answer
     ramble = max(ins.RAMBLE_OPENINGS, key=len) + f" The answer is {answer}."
-    turns = conversations.question_turns(prompt, system) + [("assistant", ramble)]
-    return len(render(tokenizer, turns).ids) + 4
+    return pair_tokens(tokenizer, prompt, ramble, ramble, system) + 4
 
 
-def training_pairs(config, tokenizer: ChatTokenizer, train_items: list, width: int, salt: int):
-    """train_batch(step) of a pair stage: train.batch_size pairs of training instructions, a pure
-    function of (seed, step) (salt keeps the stages' draws apart), flat (chosen, then rejected)."""
+def training_pairs(config, tokenizer: ChatTokenizer, train_items: list, width: int, salt: int, pool=None):
+    """train_batch(step) of a pair stage: train.batch_size pairs, a pure function of (seed, step)
+    (salt keeps the stages' draws apart), flat (chosen, then rejected). Without `pool`, judge-written
+    pairs of training instructions; with it, pairs drawn from the pool [(item, chosen, rejected)],
+    their order swapped with probability data.label_noise."""
     d = config.data
 
     def train_batch(step: int) -> dict:
         rng = np.random.default_rng([config.seed, step, salt])
-        items = [train_items[i] for i in rng.integers(len(train_items), size=config.train.batch_size)]
-        return flat(pair_rows(tokenizer, items, rng, width, label_noise=d.label_noise, system_prob=d.system_prob))
+        if pool is None:
+            items = [train_items[i] for i in rng.integers(len(train_items), size=config.train.batch_size)]
+            pairs, system = constructed_pairs(items, rng, label_noise=d.label_noise, system_prob=d.system_prob)
+        else:
+            pairs, system = [], []
+            for i in rng.integers(len(pool), size=config.train.batch_size):
+                item, good, bad = pool[i]
+                system.append(rng.random() < d.system_prob)
+                pairs.append((item, bad, good) if rng.random() < d.label_noise else (item, good, bad))
+        return flat(pair_rows(tokenizer, pairs, system, width))
     return train_batch
 
 
@@ -68,3 +97,28 @@ def evaluation_pairs(pairs: dict, batch_size: int) -> list:
         rows["pair_weight"] = b["weight"]
         out.append(rows)
     return out
+
+
+def pair_data(config, sft, train_items: list, heldout: list, salt: int) -> tuple:
+    """What the reward model and DPO train and evaluate on: (train_batch, eval batches, a line for
+    the run's description). `sft` is the SFT run (its tokenizer; its policy samples the pool)."""
+    d, tokenizer, model = config.data, sft.tokenizer, sft.model
+    tokens = longest_pair(tokenizer, train_items + heldout, d.system_prob > 0)
+    pool = None
+    if d.pairs == "sampled":
+        pool, made = sampled_pairs.sampled_pool(sft, train_items[:d.pair_instructions], samples=d.pair_samples,
+                                                temperature=d.pair_temperature, seed=config.seed,
+                                                max_new_tokens=config.eval.max_new_tokens, batch=d.pair_batch)
+        if not pool:
+            raise ConfigError(f"data.pairs='sampled': none of the {made} instructions' {d.pair_samples} "
+                                     "samples differ in the judge's rank; raise data.pair_samples or "
+                                     "data.pair_temperature")
+        tokens = max(tokens, max(pair_tokens(tokenizer, i, g, b, d.system_prob > 0) for i, g, b in pool))
+        source = (f"{len(pool)} pairs from {d.pair_samples} samples (temperature {d.pair_temperature}) of the "
+                  f"SFT model on each of {made} training instructions, ranked by the judge")
+    else:
+        source = f"judge-written pairs of {len(train_items)} training instructions"
+    width = stages.row_width(tokens, model.context_length)
+    train_batch = training_pairs(config, tokenizer, train_items, width, salt, pool)
+    eval_set = evaluation_pairs(heldout_pairs(tokenizer, heldout, config.seed, width), config.eval.batch_size)
+    return train_batch, eval_set, f"{source}, label noise {d.label_noise}; {len(heldout)} held-out pairs"

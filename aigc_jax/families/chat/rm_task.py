@@ -2,7 +2,8 @@
 head trained on preference pairs by the Bradley-Terry loss -log sigmoid(r(x, y_w) - r(x, y_l)).
 
 Start: `chat.sft` (the transformer's parameters; the head starts at zero). Each step takes
-`train.batch_size` judge-ranked pairs of training instructions (label noise by data.label_noise).
+`train.batch_size` judge-ranked pairs (preferences.py: judge-written, or the SFT model's own
+samples ranked by the judge, by data.pairs; label noise by data.label_noise).
 Logged: loss, pairwise accuracy, the mean margin. Evaluation: the same on fixed held-out pairs
 (instructions never trained on): the reward model's pairwise accuracy is the issue's number.
 """
@@ -67,20 +68,15 @@ def summarize_eval(sums: dict) -> dict:
 
 def build(config, workdir: str) -> Task:
     check_config(config)
-    d, t = config.data, config.train
+    t = config.train
     sft = stages.load_source(config.chat.sft, "chat.sft", ("chat_sft",))
-    tokenizer, model = sft.tokenizer, sft.model
+    model = sft.model
     train_items, heldout = stages.instruction_sets(config)
-    width = stages.row_width(preferences.longest_pair(tokenizer, train_items + heldout, d.system_prob > 0),
-                             model.context_length)
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
     start = reward.initial_params(sft.params, sft.model_config.embed_dim)
     init = stages.init_from(start, tx)
-    train_batch = preferences.training_pairs(config, tokenizer, train_items, width, salt=0x7E3)
-
-    eval_set = preferences.evaluation_pairs(preferences.heldout_pairs(tokenizer, heldout, config.seed, width),
-                                            config.eval.batch_size)
+    train_batch, eval_set, pairs = preferences.pair_data(config, sft, train_items, heldout, salt=0x7E3)
     abstract = jax.eval_shape(init, jax.random.key(0))
     return Task(
         model_fields=MODEL_FIELDS,
@@ -93,6 +89,5 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params),
         items_per_step=t.batch_size,
         item_name="pairs",
-        description=(f"reward model from {config.chat.sft} (step {sft.step}); {len(train_items)} training "
-                     f"instructions, label noise {d.label_noise}; {len(heldout)} held-out pairs"),
+        description=f"reward model from {config.chat.sft} (step {sft.step}); {pairs}",
     )
