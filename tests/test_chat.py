@@ -298,6 +298,23 @@ def test_dpo_starts_at_log_2_and_leaves_the_reference_alone(tiny_chat_sft, tmp_p
     assert dpo.task == "chat_dpo" and dpo.step == 4
 
 
+def test_dpo_chosen_nll_term_adds_the_chosen_responses_nll_per_token(tiny_chat_sft):
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from aigc_jax.families.chat import stages
+    from tests.conftest import config_path
+    task = families.build_task(load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}",
+                                                                             "chat.chosen_nll=0.5"]), "")
+    state, batch = task.init(jax.random.key(0)), task.train_batch(0)
+    _, metrics = jax.jit(task.train_step)(state, batch, jax.random.key(0), task.frozen)
+    n = batch["inputs"].shape[0] // 2
+    chosen = {k: v[:n] for k, v in batch.items()}
+    logp = stages.response_log_probs(task.train_step.keywords["model"], state.params, chosen)
+    nll = float(jnp.mean(-logp / chosen["mask"].sum(-1)))
+    assert float(metrics["chosen_nll"]) == pytest.approx(nll, rel=1e-5)
+    assert float(metrics["loss"]) == pytest.approx(math.log(2.0) + 0.5 * nll, rel=1e-5)  # policy = reference
+
+
 def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat_sft, tmp_path):
     from aigc_jax import families
     from aigc_jax.config import load_config

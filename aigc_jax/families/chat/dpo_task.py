@@ -4,7 +4,10 @@ Start: `chat.sft`, an SFT run; the policy starts from its parameters, and the sa
 frozen (a constant of the step, never optimised or checkpointed), are the reference. Each step
 takes `train.batch_size` preference pairs of training instructions (preferences.py: judge-written,
 or the SFT model's own samples ranked by the judge, by data.pairs; label noise by data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
-with h the difference of the chosen and rejected responses' log-ratios policy / reference.
+with h the difference of the chosen and rejected responses' log-ratios policy / reference, plus
+chat.chosen_nll times the chosen responses' negative log-likelihood per token (0: pure DPO; > 0:
+the NLL term of Pang et al. 2024, "RPO", against DPO lowering the likelihood of the chosen
+responses too).
 Logged: loss, the implicit rewards beta log(pi / ref) of chosen and rejected responses, their
 margin and the fraction of pairs it ranks right. Evaluation: the same on fixed held-out pairs,
 and greedy answers to held-out instructions judged.
@@ -27,6 +30,7 @@ from aigc_jax.train.update import apply_update
 LOSSES = ("dpo", "ipo")
 MODEL_FIELDS = ("task", "chat.sft")
 FIELD_RULES = {"chat.sft": rules.TEXT, "chat.loss": rules.Choices(LOSSES), "chat.beta": rules.Range(0, low_open=True),
+               "chat.chosen_nll": rules.Range(0),
                **stages.DATA_RULES}
 
 
@@ -37,32 +41,37 @@ def check_config(config) -> None:
 
 
 def pair_terms(model, params, reference, batch, *, loss: str, beta: float):
-    """Per-pair losses, implicit rewards (chosen, rejected) for a flat batch [2N] of pairs."""
+    """Per-pair losses, implicit rewards (chosen, rejected) and the chosen responses' negative
+    log-likelihood per token, for a flat batch [2N] of pairs."""
     policy_logp = stages.response_log_probs(model, params, batch)
     reference_logp = jax.lax.stop_gradient(stages.response_log_probs(model, reference, batch))
     n = policy_logp.shape[0] // 2
     fn = objectives.dpo_loss if loss == "dpo" else objectives.ipo_loss
-    return fn(policy_logp[:n], policy_logp[n:], reference_logp[:n], reference_logp[n:], beta)
+    losses, rewards = fn(policy_logp[:n], policy_logp[n:], reference_logp[:n], reference_logp[n:], beta)
+    chosen_nll = -policy_logp[:n] / jnp.maximum(jnp.sum(batch["mask"][:n], axis=-1), 1)
+    return losses, rewards, chosen_nll
 
 
-def train_step(state: TrainState, batch, rng, reference, *, model, tx, schedule, loss: str, beta: float):
+def train_step(state: TrainState, batch, rng, reference, *, model, tx, schedule, loss: str, beta: float,
+               chosen_nll: float):
     del rng
 
     def objective(params):
-        losses, (chosen, rejected) = pair_terms(model, params, reference, batch, loss=loss, beta=beta)
-        return jnp.mean(losses), (chosen, rejected)
+        losses, (chosen, rejected), nll = pair_terms(model, params, reference, batch, loss=loss, beta=beta)
+        return jnp.mean(losses) + chosen_nll * jnp.mean(nll), (chosen, rejected, jnp.mean(nll))
 
-    (value, (chosen, rejected)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+    (value, (chosen, rejected, nll)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     new_state, norms = apply_update(state, grads, tx)
     margin = chosen - rejected
     metrics = {"loss": value, "reward_chosen": jnp.mean(chosen), "reward_rejected": jnp.mean(rejected),
                "reward_margin": jnp.mean(margin), "reward_accuracy": jnp.mean((margin > 0).astype(jnp.float32)),
-               "learning_rate": schedule(state.step), **norms}
+               "chosen_nll": nll, "learning_rate": schedule(state.step), **norms}
     return new_state.replace(step=state.step + 1), metrics
 
 
-def eval_step(state: TrainState, batch, reference, *, model, loss: str, beta: float):
-    losses, (chosen, rejected) = pair_terms(model, state.params, reference, batch, loss=loss, beta=beta)
+def eval_step(state: TrainState, batch, reference, *, model, loss: str, beta: float, chosen_nll: float):
+    del chosen_nll
+    losses, (chosen, rejected), _ = pair_terms(model, state.params, reference, batch, loss=loss, beta=beta)
     weight = batch["pair_weight"]
     margin = chosen - rejected
     return {"loss": jnp.sum(losses * weight), "margin": jnp.sum(margin * weight),
@@ -87,7 +96,7 @@ def build(config, workdir: str) -> Task:
     init = stages.init_from(start_params, tx)
     train_batch, eval_set, pairs = preferences.pair_data(config, sft, train_items, heldout, salt=0xD90)
     abstract = jax.eval_shape(init, jax.random.key(0))
-    hyper = dict(loss=c.loss, beta=c.beta)
+    hyper = dict(loss=c.loss, beta=c.beta, chosen_nll=c.chosen_nll)
     return Task(
         model_fields=MODEL_FIELDS,
         init=init,
