@@ -1,13 +1,14 @@
 """Chat stages side by side on held-out instructions, scored by the programmatic judge.
 
   python -m experiments.chat_eval --workdir=runs/chat_base,runs/chat_sft,runs/chat_ppo,runs/chat_dpo \
-      --reference=runs/chat_sft [--markdown=FILE]
+      --reference=runs/chat_sft [--reward_models=runs/chat_rm] [--markdown=FILE]
 
 Each --workdir (a base LM run or any chat stage) answers the held-out instructions of the
 reference run's config (seed, kinds, count): greedy accuracy (overall and per kind), sampled
 accuracy (temperature 1), the concise share, mean length, win rate against the reference's
 greedy answers and the KL to the reference on sampled responses
-(aigc_jax/families/chat/evaluation.py).
+(aigc_jax/families/chat/evaluation.py). --reward_models adds each reward model's pairwise accuracy
+on held-out pairs, judge-written and sampled from the reference (reward_eval.py).
 """
 from absl import flags
 
@@ -17,6 +18,8 @@ flags.DEFINE_string("workdir", None, "Runs to evaluate, comma-separated.")
 flags.DEFINE_string("reference", "", "The SFT run: the held-out set's config, win rates and KL against it.")
 flags.DEFINE_integer("num", 0, "Held-out instructions (0: the reference config's data.num_heldout).")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
+flags.DEFINE_string("reward_models", "", "Reward model runs (comma-separated): their pairwise accuracy on held-out "
+                    "judge-written pairs and on held-out pairs of the reference's own samples (needs --reference).")
 flags.DEFINE_string("markdown", "", "Also write the table to this file.")
 
 
@@ -60,11 +63,29 @@ def main(_):
             cells += [f"{row['win_rate']:.3f}", f"{row['kl_to_reference']:.2f}"]
         cells += [f"{row[k]:.2f}" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if f.reward_models:
+        lines += ["", *reward_table(f.reward_models.split(","), reference, items, config.seed)]
     text = "\n".join(lines)
     print(text)
     if f.markdown:
         with open(f.markdown, "w") as out:
             out.write(text + "\n")
+
+
+def reward_table(workdirs: list, reference, items: list, seed: int) -> list:
+    from aigc_jax.families.chat import policy, reward_eval
+    if reference is None:
+        raise cli.ConfigError("--reward_models needs --reference (the SFT policy whose samples make the pairs)")
+    sets = reward_eval.heldout_pair_sets(reference, items, seed)
+    head = ["reward model"] + [f"pairwise accuracy, {name} ({len(pairs)} pairs)" for name, pairs in sets.items()]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for workdir in [w for w in workdirs if w]:
+        rm = policy.load_chat_model(workdir)
+        if rm.task not in policy.SCORERS:
+            raise cli.ConfigError(f"--reward_models: {workdir!r} is a {rm.task} run, not a reward model")
+        cells = [f"{reward_eval.pairwise_accuracy(rm, pairs):.3f}" for pairs in sets.values()]
+        lines.append(f"| {workdir} (step {rm.step}) | " + " | ".join(cells) + " |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -315,6 +315,21 @@ def test_dpo_chosen_nll_term_adds_the_chosen_responses_nll_per_token(tiny_chat_s
     assert float(metrics["loss"]) == pytest.approx(math.log(2.0) + 0.5 * nll, rel=1e-5)  # policy = reference
 
 
+def test_reward_eval_agrees_with_the_training_evaluation_and_with_swapped_pairs(tiny_chat_rm):
+    from aigc_jax.config import load_saved_config
+    from aigc_jax.families.chat import policy, preferences, reward_eval, stages
+    from aigc_jax.train.metrics import read_metrics
+    config = load_saved_config(tiny_chat_rm)
+    _, heldout = stages.instruction_sets(config)
+    written, _ = preferences.constructed_pairs(heldout, np.random.default_rng([config.seed, 0x9A1]), label_noise=0.0,
+                                               system_prob=0.0)
+    rm = policy.load_chat_model(tiny_chat_rm)
+    accuracy = reward_eval.pairwise_accuracy(rm, written, batch=5)  # rows of another width, a padded last batch
+    assert accuracy == pytest.approx(read_metrics(tiny_chat_rm, "eval")[-1]["pair_accuracy"], abs=1e-6)
+    swapped = [(item, bad, good) for item, good, bad in written]
+    assert accuracy + reward_eval.pairwise_accuracy(rm, swapped) == pytest.approx(1.0)
+
+
 def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat_sft, tmp_path):
     from aigc_jax import families
     from aigc_jax.config import load_config
