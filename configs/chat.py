@@ -66,6 +66,7 @@ def get_config(arg=None):
     config.chat.beta = 0.1  # the KL weight: DPO's beta (IPO's tau), PPO's per-token penalty
     config.chat.chosen_nll = 0.0  # DPO: weight of the chosen responses' NLL per token (Pang et al. 2024; 0: off)
     config.chat.rm = ""  # PPO: the reward model run (task chat_rm), frozen
+    config.chat.reward = "model"  # PPO: model (the reward model, RLHF) | judge (the true judge: a control)
     config.chat.ppo_epochs = 4  # PPO: passes over each batch of rollouts
     config.chat.minibatches = 2  # PPO: minibatches per pass (must divide train.batch_size)
     config.chat.clip = 0.2  # PPO's ratio clip epsilon

@@ -238,7 +238,7 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
     from aigc_jax import families
     from aigc_jax.config import load_config
     from aigc_jax.families.chat import policy, sampled_pairs, stages
-    from aigc_jax.families.chat.evaluation import judge_rank
+    from aigc_jax.families.chat.instructions import judge_rank
     from tests.conftest import config_path
     calls = []
 
@@ -386,6 +386,24 @@ def test_ppo_rollouts_are_reproducible_and_the_first_iteration_has_zero_kl(tiny_
     assert any(changed)
 
 
+def test_ppo_against_the_judge_scores_rollouts_by_the_judge_without_a_reward_model(tiny_chat_sft):
+    from aigc_jax import families
+    from aigc_jax.config import load_config
+    from aigc_jax.families.chat import policy, ppo, ppo_task
+    from tests.conftest import config_path
+    config = load_config(config_path("chat.py:ppo,tiny"), [f"chat.sft={tiny_chat_sft}", "chat.reward=judge"])
+    task = families.build_task(config, "")
+    assert "reward" not in task.frozen and "the judge" in task.description
+    state = task.init(jax.random.key(0))
+    batch = task.host_batch(state, 3)
+    assert set(np.unique(batch["judge_score"])) <= {0.0, 0.5, 1.0}
+    np.testing.assert_array_equal(batch["judge_score"] > 0, batch["correct"] > 0)
+    chosen = np.linspace(0.0, 1.0, len(batch["correct"])).astype(np.float32)
+    terms = ppo.rollout_terms(policy.load_chat_model(tiny_chat_sft).model, state.params, task.frozen,
+                              batch | {"judge_score": chosen}, ppo_task.settings_of(config.chat))
+    np.testing.assert_allclose(np.asarray(terms["score"]), chosen)
+
+
 def test_streaming_gives_the_batched_decoders_tokens(tiny_chat_sft):
     from aigc_jax.decoding import sampling, streaming
     from aigc_jax.decoding.samplers import SamplingSettings
@@ -428,7 +446,7 @@ def test_win_rate_and_judge_ranks_by_hand():
     items = [ins.Instruction("arithmetic", "What is 1 + 1?", "2")] * 4
     ours = ["2", "The answer is 2.", "3", "2"]
     theirs = ["The answer is 2.", "The answer is 2.", "2", "5"]
-    assert [evaluation.judge_rank(i, r) for i, r in zip(items, ours)] == [2, 1, 0, 2]
+    assert [ins.judge_rank(i, r) for i, r in zip(items, ours)] == [2, 1, 0, 2]
     # win (concise over rambling), tie, loss, win
     assert evaluation.win_rate(items, ours, theirs) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
 

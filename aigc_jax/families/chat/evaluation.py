@@ -19,16 +19,9 @@ from aigc_jax.families.chat.template import render
 from aigc_jax.families.chat.rollouts import rollout_rows
 
 
-def judge_rank(item: ins.Instruction, response: str) -> int:
-    """2 correct and concise, 1 correct but rambling, 0 wrong."""
-    if not ins.is_correct(item, response):
-        return 0
-    return 2 if ins.is_concise(item, response) else 1
-
-
 def win_rate(items: list, responses: list, reference_responses: list) -> float:
-    ours = np.array([judge_rank(i, r) for i, r in zip(items, responses)])
-    theirs = np.array([judge_rank(i, r) for i, r in zip(items, reference_responses)])
+    ours = np.array([ins.judge_rank(i, r) for i, r in zip(items, responses)])
+    theirs = np.array([ins.judge_rank(i, r) for i, r in zip(items, reference_responses)])
     return float(np.mean((ours > theirs) + 0.5 * (ours == theirs)))
 
 

@@ -122,6 +122,13 @@ def is_concise(instruction: Instruction, response: str) -> bool:
     return response.strip() == instruction.answer
 
 
+def judge_rank(instruction: Instruction, response: str) -> int:
+    """The judge's ranking: 2 correct and concise, 1 correct but rambling, 0 wrong."""
+    if not is_correct(instruction, response):
+        return 0
+    return 2 if is_concise(instruction, response) else 1
+
+
 def wrong_answer(instruction: Instruction, rng: np.random.Generator) -> str:
     """A plausible wrong answer of the same form."""
     a = instruction.answer

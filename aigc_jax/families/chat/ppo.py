@@ -1,7 +1,8 @@
 """One PPO iteration on a batch of rollouts (InstructGPT's RL step, Ouyang et al. 2022 eq. 2),
 as one pure, jit-compiled function.
 
-  score      the frozen reward model's r(x, y) of each rollout;
+  score      the frozen reward model's r(x, y) of each rollout (or, as a control, the judge's
+             score of it: the "gold" reward of Gao et al. 2022);
   KL         per response token, log pi_old - log pi_SFT (the k1 estimator; pi_old = the policy
              that sampled, before this iteration's updates);
   rewards    -beta KL at every response token, plus the score at the last one;
@@ -34,6 +35,7 @@ class PPOSettings:
     entropy_coef: float = 0.0
     gamma: float = 1.0
     lam: float = 0.95
+    judge_reward: bool = False  # score = the rollouts' judge_score instead of the reward model's
 
 
 def values_of(model, value_params, inputs):
@@ -55,7 +57,7 @@ def rollout_terms(model, params, frozen, batch, s: PPOSettings) -> dict:
     old_logp = objectives.token_log_probs(stages.logits(model, params["policy"], inputs), targets) * maskf
     ref_logp = objectives.token_log_probs(stages.logits(model, frozen["reference"], inputs), targets) * maskf
     kl = objectives.kl_per_token(old_logp, ref_logp, "k1") * maskf
-    score = reward.rewards(model, frozen["reward"], inputs, mask)
+    score = batch["judge_score"] if s.judge_reward else reward.rewards(model, frozen["reward"], inputs, mask)
     last = jax.nn.one_hot(reward.last_response_position(mask), mask.shape[-1]) * maskf
     token_rewards = -s.beta * kl + last * score[:, None]
     old_values = values_of(model, params["value"], inputs) * maskf

@@ -1,7 +1,10 @@
 """RLHF with PPO (task "chat_ppo"), InstructGPT's third step: the policy (from `chat.sft`) samples
 answers to training instructions, the frozen reward model (`chat.rm`) scores them, a KL penalty
 beta x (log pi - log pi_SFT) per token keeps it near the frozen SFT model, and PPO updates the
-policy and a value network (from the reward model) (aigc_jax/families/chat/ppo.py).
+policy and a value network (from the reward model) (aigc_jax/families/chat/ppo.py). As a control,
+chat.reward="judge" scores the rollouts by the judge itself (Gao et al.'s "gold" reward; no reward
+model needed, the value network then starts from the SFT transformer): what PPO reaches when the
+reward is right, beside what it reaches against the learned proxy.
 
 Rollouts are made on the host from the current policy at each step (the loop's host_batch, a
 pure function of (state, seed, step): resuming is bit-identical); `train.batch_size` rollouts
@@ -20,7 +23,7 @@ import numpy as np
 
 from aigc_jax import config_rules as rules
 from aigc_jax.config import ConfigError
-from aigc_jax.families.chat import conversations, objectives, ppo, rollouts, stages
+from aigc_jax.families.chat import conversations, objectives, ppo, reward, rollouts, stages
 from aigc_jax.families.chat.template import render
 from aigc_jax.nn.params import count_params
 from aigc_jax.train.eval_batches import padded_batches
@@ -28,13 +31,14 @@ from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
 from aigc_jax.train.task import Task
 
-MODEL_FIELDS = ("task", "chat.sft", "chat.rm")
+REWARDS = ("model", "judge")
+MODEL_FIELDS = ("task", "chat.sft", "chat.rm", "chat.reward")
 FIELD_RULES = {
     "chat.sft": rules.TEXT, "chat.rm": rules.TEXT, "chat.beta": rules.Range(0, low_open=True),
     "chat.ppo_epochs": rules.at_least(1), "chat.minibatches": rules.at_least(1), "chat.clip": rules.POSITIVE,
     "chat.value_clip": rules.POSITIVE, "chat.vf_coef": rules.NON_NEGATIVE, "chat.entropy_coef": rules.NON_NEGATIVE,
     "chat.gamma": rules.Range(0, 1), "chat.lam": rules.Range(0, 1), "chat.max_response": rules.at_least(1),
-    "chat.temperature": rules.POSITIVE, **stages.DATA_RULES,
+    "chat.temperature": rules.POSITIVE, "chat.reward": rules.Choices(REWARDS), **stages.DATA_RULES,
 }
 
 
@@ -42,7 +46,8 @@ def check_config(config) -> None:
     rules.check_family(config, FIELD_RULES)
     stages.kinds_of(config)
     stages.require(config, "chat.sft", "the workdir of the SFT run (task chat_sft): the start and the KL reference")
-    stages.require(config, "chat.rm", "the workdir of the reward model run (task chat_rm)")
+    if config.chat.reward == "model":
+        stages.require(config, "chat.rm", "the workdir of the reward model run (task chat_rm)")
     if config.train.batch_size % config.chat.minibatches:
         raise ConfigError(f"train.batch_size={config.train.batch_size} is not divisible by "
                           f"chat.minibatches={config.chat.minibatches}")
@@ -53,7 +58,7 @@ def check_config(config) -> None:
 def settings_of(c) -> ppo.PPOSettings:
     return ppo.PPOSettings(beta=c.beta, epochs=c.ppo_epochs, minibatches=c.minibatches, clip=c.clip,
                            value_clip=c.value_clip, vf_coef=c.vf_coef, entropy_coef=c.entropy_coef, gamma=c.gamma,
-                           lam=c.lam)
+                           lam=c.lam, judge_reward=c.reward == "judge")
 
 
 def eval_step(state: TrainState, batch, frozen, *, model):
@@ -71,10 +76,16 @@ def build(config, workdir: str) -> Task:
     check_config(config)
     d, t, c = config.data, config.train, config.chat
     sft = stages.load_source(c.sft, "chat.sft", ("chat_sft",))
-    rm = stages.load_source(c.rm, "chat.rm", ("chat_rm",))
-    if rm.tokenizer.vocab_size != sft.tokenizer.vocab_size or rm.model != sft.model:
-        raise ConfigError(f"chat.rm={c.rm!r} was not built on the same transformer as chat.sft={c.sft!r}")
     tokenizer, model = sft.tokenizer, sft.model
+    if c.rm:
+        rm = stages.load_source(c.rm, "chat.rm", ("chat_rm",))
+        if rm.tokenizer.vocab_size != sft.tokenizer.vocab_size or rm.model != sft.model:
+            raise ConfigError(f"chat.rm={c.rm!r} was not built on the same transformer as chat.sft={c.sft!r}")
+        value_start, scored_by = rm.params, f"the reward model {c.rm} (step {rm.step})"
+    else:  # the judge's reward: the value network starts from the SFT transformer and a zero head
+        value_start = reward.initial_params(sft.params, sft.model_config.embed_dim)
+    if c.reward == "judge":
+        scored_by = "the judge (the gold reward: a control, not RLHF)"
     train_items, heldout = stages.instruction_sets(config)
     prompt_pad = rollouts.prompt_width(tokenizer, train_items, d.system_prob > 0)
     if prompt_pad + c.max_response > model.context_length:
@@ -83,8 +94,8 @@ def build(config, workdir: str) -> Task:
     width = stages.row_width(prompt_pad + c.max_response, model.context_length)
     stages.keep_policy_files(sft, workdir)
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
-    start = {"policy": sft.params, "value": rm.params}
-    frozen = {"reference": sft.params, "reward": rm.params}
+    start = {"policy": sft.params, "value": value_start}
+    frozen = {"reference": sft.params} | ({"reward": rm.params} if c.reward == "model" else {})
 
     init = stages.init_from(start, tx)
 
@@ -100,7 +111,8 @@ def build(config, workdir: str) -> Task:
         prompts = [render(tokenizer, conversations.question_turns(i, s), open_assistant=True).ids
                    for i, s in zip(items, system)]
         batch = rollouts.rollout_rows(tokenizer, prompts, [[tokenizer.end_id]] * len(items), width)
-        return batch | {"correct": np.zeros(len(items), np.float32), "stopped": np.ones(len(items), np.float32)}
+        zeros = np.zeros(len(items), np.float32)
+        return batch | {"correct": zeros, "judge_score": zeros, "stopped": np.ones(len(items), np.float32)}
 
     def host_batch(state, step: int) -> dict:
         items, system = picks(step)
@@ -129,7 +141,7 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params["policy"]),
         items_per_step=t.batch_size,
         item_name="rollouts",
-        description=(f"PPO from {c.sft} (step {sft.step}) against the reward model {c.rm} (step {rm.step}), KL beta "
+        description=(f"PPO from {c.sft} (step {sft.step}) against {scored_by}, KL beta "
                      f"{c.beta}; {t.batch_size} rollouts per step of up to {c.max_response} tokens, {c.ppo_epochs} "
                      f"epochs x {c.minibatches} minibatches; {len(train_items)} training instructions"),
         headline_metrics=("score", "judge_accuracy", "kl"),

@@ -39,21 +39,24 @@ def rollout_rows(tokenizer: ChatTokenizer, prompts: list, responses: list, width
 def make_rollouts(model, params, tokenizer: ChatTokenizer, items: list, key, *, width: int, prompt_pad: int,
                   max_response: int, temperature: float, system: list) -> dict:
     """Rows of sampled responses to `items` (system[i]: whether item i's prompt opens with the
-    system turn), plus `correct` [N] (the judge) and `stopped` [N] (ended with <|end|>)."""
+    system turn), plus `correct` [N] (the judge), `judge_score` [N] (the judge's rank / 2: 1
+    correct and concise, 0.5 correct but rambling, 0 wrong) and `stopped` [N] (ended with <|end|>)."""
     prompts = [render(tokenizer, question_turns(item, s), open_assistant=True).ids for item, s in zip(items, system)]
     settings = SamplingSettings(max_new_tokens=max_response, temperature=temperature,
                                 stop_tokens=(tokenizer.end_id,))
     out = sampling.generate(model, params, prompts, key, settings, pad_to=prompt_pad)
-    responses, correct, stopped = [], [], []
+    responses, correct, rank, stopped = [], [], [], []
     for item, row, length in zip(items, out.tokens, out.lengths):
         response = row[:length].tolist()
         ended = bool(response) and response[-1] == tokenizer.end_id
         text = tokenizer.decode(response[:-1] if ended else response)
         responses.append(response)
         correct.append(ins.is_correct(item, text))
+        rank.append(ins.judge_rank(item, text))
         stopped.append(ended)
     batch = rollout_rows(tokenizer, prompts, responses, width)
-    batch.update(correct=np.asarray(correct, np.float32), stopped=np.asarray(stopped, np.float32))
+    batch.update(correct=np.asarray(correct, np.float32), judge_score=np.asarray(rank, np.float32) / 2,
+                 stopped=np.asarray(stopped, np.float32))
     return batch
 
 

@@ -3,7 +3,7 @@ InstructGPT's reward model (labellers rank K responses sampled from the model fo
 of DPO (pairs y1, y2 ~ pi_SFT(.|x), labelled by people), with the program standing in for people.
 
 For each instruction, `samples` responses are drawn at `temperature`; the judge ranks them
-(correct and concise > correct but rambling > wrong: evaluation.judge_rank). When the ranks
+(correct and concise > correct but rambling > wrong: instructions.judge_rank). When the ranks
 differ, the first best-ranked response is chosen against the first worst-ranked one: one pair per
 instruction; instructions whose samples all share a rank give no pair (nothing to prefer)."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import jax
 
 from aigc_jax.families.chat import answers
-from aigc_jax.families.chat.evaluation import judge_rank
+from aigc_jax.families.chat.instructions import judge_rank
 
 
 def ranked_pair(item, responses: list):
