@@ -286,7 +286,8 @@ def test_dpo_starts_at_log_2_and_leaves_the_reference_alone(tiny_chat_sft, tmp_p
     from aigc_jax.config import load_config
     from tests.conftest import config_path
     task = families.build_task(load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}",
-                                                                             "optimizer.learning_rate=0.003"]), "")
+                                                                             "optimizer.learning_rate=0.003",
+                                                                             "chat.chosen_nll=0"]), "")
     state, batch, step = task.init(jax.random.key(0)), task.train_batch(0), jax.jit(task.train_step)
     for _ in range(6):  # on one batch of pairs the loss must fall and the margin open
         state, metrics = step(state, batch, jax.random.key(0), task.frozen)
