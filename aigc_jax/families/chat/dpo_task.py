@@ -3,11 +3,12 @@
 Start: `chat.sft`, an SFT run; the policy starts from its parameters, and the same parameters,
 frozen (a constant of the step, never optimised or checkpointed), are the reference. Each step
 takes `train.batch_size` preference pairs of training instructions (preferences.py: judge-written,
-or the SFT model's own samples ranked by the judge, by data.pairs; label noise by data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
+or the SFT model's own samples ranked by the judge, by data.pairs; label noise by
+data.label_noise) and minimises the DPO loss -log sigmoid(beta h), or IPO's (h - 1/(2 beta))^2,
 with h the difference of the chosen and rejected responses' log-ratios policy / reference, plus
 chat.chosen_nll times the chosen responses' negative log-likelihood per token (0: pure DPO; > 0:
-the NLL term of Pang et al. 2024, "RPO", against DPO lowering the likelihood of the chosen
-responses too).
+the NLL term of Pang et al. 2024's iterative reasoning preference optimisation, against DPO
+lowering the likelihood of the chosen responses too).
 Logged: loss, the implicit rewards beta log(pi / ref) of chosen and rejected responses, their
 margin and the fraction of pairs it ranks right. Evaluation: the same on fixed held-out pairs,
 and greedy answers to held-out instructions judged.
