@@ -22,10 +22,10 @@ from aigc_jax.train.eval_batches import padded_batches
 def pair_rows(tokenizer: ChatTokenizer, pairs: list, system: list, width: int) -> dict:
     """{chosen: rows, rejected: rows} (conversations.rows layout) of pairs [(item, chosen text,
     rejected text)], row i of both one pair; system[i]: the prompt opens with the system turn."""
-    chosen = [conversations.question_turns(item, s) + [("assistant", good)] for (item, good, _), s in zip(pairs, system)]
-    rejected = [conversations.question_turns(item, s) + [("assistant", bad)] for (item, _, bad), s in zip(pairs, system)]
-    return {"chosen": conversations.rows(tokenizer, chosen, width),
-            "rejected": conversations.rows(tokenizer, rejected, width)}
+    def conversations_of(pick: int) -> list:
+        return [conversations.question_turns(pair[0], s) + [("assistant", pair[pick])] for pair, s in zip(pairs, system)]
+    return {"chosen": conversations.rows(tokenizer, conversations_of(1), width),
+            "rejected": conversations.rows(tokenizer, conversations_of(2), width)}
 
 
 def constructed_pairs(items: list, rng: np.random.Generator, *, label_noise: float, system_prob: float) -> tuple:
