@@ -13,6 +13,10 @@ from aigc_jax.families.chat.template import prompt_ids
 
 
 class Session:
+    """One conversation with a chat model: `reply` answers a user turn given the history,
+    `command` handles /reset and /system. settings_for(room, end_id) gives the sampling settings
+    for an answer with `room` tokens left in the context."""
+
     def __init__(self, chat, system: str, settings_for, seed: int, out=sys.stdout):
         self.chat, self.system, self.settings_for, self.seed, self.out = chat, system, settings_for, seed, out
         self.turns, self.answers = [], 0
