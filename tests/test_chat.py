@@ -322,8 +322,7 @@ def test_reward_eval_agrees_with_the_training_evaluation_and_with_swapped_pairs(
     from aigc_jax.train.metrics import read_metrics
     config = load_saved_config(tiny_chat_rm)
     _, heldout = stages.instruction_sets(config)
-    written, _ = preferences.constructed_pairs(heldout, np.random.default_rng([config.seed, 0x9A1]), label_noise=0.0,
-                                               system_prob=0.0)
+    written = preferences.heldout_written(heldout, config.seed)
     rm = policy.load_chat_model(tiny_chat_rm)
     accuracy = reward_eval.pairwise_accuracy(rm, written, batch=5)  # rows of another width, a padded last batch
     assert accuracy == pytest.approx(read_metrics(tiny_chat_rm, "eval")[-1]["pair_accuracy"], abs=1e-6)

@@ -37,10 +37,15 @@ def constructed_pairs(items: list, rng: np.random.Generator, *, label_noise: flo
     return pairs, system
 
 
+def heldout_written(items: list, seed: int) -> list:
+    """The fixed held-out pairs [(item, chosen, rejected)]: one judge-written pair per held-out
+    instruction, no label noise (shown without a system turn)."""
+    return constructed_pairs(items, np.random.default_rng([seed, 0x9A1]), label_noise=0.0, system_prob=0.0)[0]
+
+
 def heldout_pairs(tokenizer: ChatTokenizer, items: list, seed: int, width: int) -> dict:
-    """Fixed held-out pairs (no label noise, no system turn): one per held-out instruction."""
-    pairs, system = constructed_pairs(items, np.random.default_rng([seed, 0x9A1]), label_noise=0.0, system_prob=0.0)
-    return pair_rows(tokenizer, pairs, system, width)
+    """Rows of the fixed held-out pairs (heldout_written)."""
+    return pair_rows(tokenizer, heldout_written(items, seed), [False] * len(items), width)
 
 
 def flat(pairs: dict) -> dict:
@@ -111,8 +116,7 @@ def pair_data(config, sft, train_items: list, heldout: list, salt: int) -> tuple
                                                 max_new_tokens=config.eval.max_new_tokens, batch=d.pair_batch)
         if not pool:
             raise ConfigError(f"data.pairs='sampled': none of the {made} instructions' {d.pair_samples} "
-                                     "samples differ in the judge's rank; raise data.pair_samples or "
-                                     "data.pair_temperature")
+                              "samples differ in the judge's rank; raise data.pair_samples or data.pair_temperature")
         tokens = max(tokens, max(pair_tokens(tokenizer, i, g, b, d.system_prob > 0) for i, g, b in pool))
         source = (f"{len(pool)} pairs from {d.pair_samples} samples (temperature {d.pair_temperature}) of the "
                   f"SFT model on each of {made} training instructions, ranked by the judge")

@@ -5,36 +5,25 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from aigc_jax.families.chat import preferences, reward, sampled_pairs, stages
+from aigc_jax.families.chat import preferences, rm_task, sampled_pairs, stages
 
 
 def pairwise_accuracy(rm, pairs: list, batch: int = 64) -> float:
     """Fraction of pairs [(item, chosen, rejected)] whose chosen response `rm` scores higher
-    (no system turn; ties count as wrong)."""
-    tok = rm.tokenizer
-    width = stages.row_width(max(preferences.pair_tokens(tok, i, g, b, False) for i, g, b in pairs),
+    (no system turn; ties count as wrong): the reward model's training evaluation
+    (rm_task.pair_losses on preferences.evaluation_pairs batches) on any pairs."""
+    width = stages.row_width(max(preferences.pair_tokens(rm.tokenizer, i, g, b, False) for i, g, b in pairs),
                              rm.model.context_length)
-    rows = preferences.pair_rows(tok, pairs, [False] * len(pairs), width)
-    score = jax.jit(lambda p, x, m: reward.rewards(rm.model, p, x, m))
-
-    def scores(part: dict) -> np.ndarray:
-        out, n = [], len(part["inputs"])
-        for start in range(0, n, batch):
-            x, m = part["inputs"][start:start + batch], part["mask"][start:start + batch]
-            pad = batch - len(x)  # one compiled shape
-            x, m = np.pad(x, ((0, pad), (0, 0))), np.pad(m, ((0, pad), (0, 0)))
-            out.append(np.asarray(score(rm.params, jnp.asarray(x), jnp.asarray(m)))[:batch - pad])
-        return np.concatenate(out)
-    return float(np.mean(scores(rows["chosen"]) > scores(rows["rejected"])))
+    rows = preferences.pair_rows(rm.tokenizer, pairs, [False] * len(pairs), width)
+    right = jax.jit(lambda p, b: jnp.sum(rm_task.pair_losses(rm.model, p, b)[1] * b["pair_weight"]))
+    total = sum(float(right(rm.params, b)) for b in preferences.evaluation_pairs(rows, batch))
+    return total / len(pairs)
 
 
 def heldout_pair_sets(reference, items: list, seed: int, samples: int = 4) -> dict:
     """{"judge-written": one constructed pair per held-out instruction, "SFT samples": pairs from
     `samples` responses of the reference policy per instruction (temperature 1) ranked by the judge}."""
-    written, _ = preferences.constructed_pairs(items, np.random.default_rng([seed, 0x9A1]), label_noise=0.0,
-                                               system_prob=0.0)
     sampled, _ = sampled_pairs.sampled_pool(reference, items, samples=samples, temperature=1.0, seed=seed,
                                             max_new_tokens=48, batch=256)
-    return {"judge-written": written, "SFT samples": sampled}
+    return {"judge-written": preferences.heldout_written(items, seed), "SFT samples": sampled}
