@@ -6,6 +6,8 @@ Variants (`--config=configs/clip.py:VARIANT`, several joined by commas):
           evaluated by retrieval on seen and held-out pairs and zero-shot per factor.
   cnn     the CNN image encoder instead of the ViT.
   sigmoid SigLIP's pairwise sigmoid loss instead of the softmax (InfoNCE) loss.
+  negatives  one shape-swapped caption per image as a hard negative (NegCLIP-style;
+          aigc_jax/families/clip/hard_negatives.py).
   digits  scikit-learn's 8x8 digits with class captions (zero-shot by unseen prompt wordings).
   mnist   MNIST from ../shared/data/mnist (IDX), 28x28, class captions.
   supervised  the same image encoder trained on the shapes world's labels (task clip_supervised):
@@ -31,6 +33,10 @@ def cnn(config):
 
 def sigmoid(config):
     config.loss.name = "sigmoid"
+
+
+def negatives(config):
+    config.loss.hard_negatives = 1
 
 
 def digits(config):
@@ -86,6 +92,7 @@ def get_config(arg=None):
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax"  # softmax (CLIP's InfoNCE) | sigmoid (SigLIP)
+    config.loss.hard_negatives = 0  # shape-swapped captions per image as extra negatives (0-3; shapes world only)
 
     config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=200,
                                         weight_decay=0.05)
@@ -98,6 +105,6 @@ def get_config(arg=None):
     config.eval.retrieval_pairs = 1000  # per retrieval set
     config.eval.zero_shot_images = 1000  # per zero-shot set
 
-    common.apply_variants(config, arg, {"shapes": lambda c: None, "cnn": cnn, "sigmoid": sigmoid, "digits": digits,
+    common.apply_variants(config, arg, {"shapes": lambda c: None, "cnn": cnn, "sigmoid": sigmoid, "negatives": negatives, "digits": digits,
                                         "mnist": mnist, "supervised": supervised, "tiny": tiny}, "clip")
     return config

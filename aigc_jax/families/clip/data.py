@@ -29,6 +29,7 @@ from aigc_jax.data import captions as caption_lib
 from aigc_jax.data import images as image_data
 from aigc_jax.data import shapes
 from aigc_jax.data.text import DataError
+from aigc_jax.families.clip import hard_negatives as hard_negative_lib
 from aigc_jax.files import read_json, write_json
 
 SOURCES = ("shapes", "digits", "pairs")
@@ -67,6 +68,7 @@ class CaptionData:
     train_labels: Optional[np.ndarray] = None
     train_captions: Optional[list] = None
     paraphrase: float = 0.0
+    heldout_pairs: tuple = ()  # shapes world: (shape, colour) names never in training
 
     @property
     def image_shape(self) -> tuple:
@@ -80,12 +82,30 @@ class CaptionData:
             return [digit_caption(int(self.train_labels[i]), rng) for i in index]
         return [self.train_captions[int(i)] for i in index]
 
-    def train_batch(self, seed: int, step: int, batch_size: int, length: int) -> dict:
-        """A pure function of (seed, step): uniform draws with replacement, captions drawn afresh."""
+    def train_batch(self, seed: int, step: int, batch_size: int, length: int, hard_negatives: int = 0) -> dict:
+        """A pure function of (seed, step): uniform draws with replacement, captions drawn afresh.
+        hard_negatives > 0 (shapes world only) adds "negative_tokens" [batch_size * hard_negatives,
+        length]: rows k * batch_size + i hold image i's k-th shape-swapped caption (hard_negatives.py)."""
         rng = np.random.default_rng([seed, step, _TRAIN_SALT])
         index = rng.integers(0, len(self.train_images), size=batch_size)
-        tokens = self.vocab.encode_batch(self.train_texts(index, rng), length)
-        return {"images": self.train_images[index], "tokens": tokens}
+        if not hard_negatives:
+            tokens = self.vocab.encode_batch(self.train_texts(index, rng), length)
+            return {"images": self.train_images[index], "tokens": tokens}
+        if self.source != "shapes":
+            raise DataError(f"hard negatives are shape-swapped shapes-world captions; the {self.source} data has none")
+        texts, negatives = [], [[] for _ in range(hard_negatives)]
+        for i in index:
+            template = int(rng.integers(shapes.NUM_TEMPLATES))
+            texts.append(self._paraphrased(shapes.caption(shapes.scene_of(self.train_factors, int(i)), template), rng))
+            swapped = hard_negative_lib.negative_captions(self.train_factors, int(i), template, rng,
+                                                          self.heldout_pairs, hard_negatives)
+            for k, text in enumerate(swapped):
+                negatives[k].append(self._paraphrased(text, rng))
+        return {"images": self.train_images[index], "tokens": self.vocab.encode_batch(texts, length),
+                "negative_tokens": self.vocab.encode_batch([t for row in negatives for t in row], length)}
+
+    def _paraphrased(self, text: str, rng: np.random.Generator) -> str:
+        return caption_lib.paraphrase(text, rng, self.paraphrase) if self.paraphrase > 0 else text
 
 
 def to_model_range(images01: np.ndarray) -> np.ndarray:
@@ -148,7 +168,7 @@ def load_shapes(config) -> CaptionData:
                    f"{', '.join(f'{c} {s}' for s, c in world.heldout_pairs)}), captions from "
                    f"{shapes.NUM_TEMPLATES} templates, paraphrased with probability {d.paraphrase:g}")
     return CaptionData("shapes", description, train, vocab, retrieval, zero, train_factors=train_factors,
-                       paraphrase=d.paraphrase)
+                       paraphrase=d.paraphrase, heldout_pairs=world.heldout_pairs)
 
 
 def load_digits(config) -> CaptionData:

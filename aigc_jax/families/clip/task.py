@@ -24,9 +24,11 @@ from aigc_jax import config_rules as rules
 from aigc_jax.config import ConfigError
 from aigc_jax.data import captions as caption_lib
 from aigc_jax.data import images as image_data
+from aigc_jax.data import shapes
 from aigc_jax.families.clip import data as clip_data
 from aigc_jax.families.clip import zero_shot
-from aigc_jax.families.clip.losses import LOSSES, contrastive_loss, pair_accuracy
+from aigc_jax.families.clip import hard_negatives
+from aigc_jax.families.clip.losses import LOSSES, contrastive_loss, own_negative_accuracy, pair_accuracy
 from aigc_jax.families.clip.model import CLIP, IMAGE_ENCODERS, from_config
 from aigc_jax.nn.params import count_params
 from aigc_jax.train.optimizers import make_optimizer
@@ -42,6 +44,7 @@ FIELD_RULES = {
     "model.width": rules.at_least(1), "model.vision_depth": rules.at_least(0), "model.text_depth": rules.at_least(0),
     "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.text_causal": rules.FLAG,
     "model.max_text_length": rules.at_least(3), "loss.name": rules.Choices(LOSSES),
+    "loss.hard_negatives": rules.Range(0, len(shapes.SHAPES) - 1, integer=True),
     "eval.retrieval_pairs": rules.at_least(2), "eval.zero_shot_images": rules.at_least(1),
 }
 
@@ -57,16 +60,29 @@ def check_config(config) -> None:
     if config.data.min_objects > config.data.max_objects:
         raise ConfigError(f"data.min_objects={config.data.min_objects} exceeds data.max_objects="
                          f"{config.data.max_objects}")
+    if config.loss.hard_negatives and (not image_data.uses_shapes_world(config.data) or config.data.pairs_path):
+        raise ConfigError(f"loss.hard_negatives={config.loss.hard_negatives} needs the shapes world (shape-swapped "
+                          f"captions); set it to 0 for digits or your own pairs")
     if config.eval.retrieval_pairs < config.eval.batch_size:
         raise ConfigError(f"eval.retrieval_pairs={config.eval.retrieval_pairs} is fewer than one evaluation batch "
                          f"(eval.batch_size={config.eval.batch_size})")
 
 
 def forward(params, batch, *, model: CLIP, loss_name: str):
-    image_emb, text_emb, (log_scale, bias) = model.apply({"params": params}, batch["images"], batch["tokens"])
-    loss, logits = contrastive_loss(loss_name, image_emb, text_emb, log_scale, bias)
+    """The loss on a batch; its "negative_tokens" (hard negatives), when present, are encoded with
+    the captions in one pass and join the loss as texts that match no image."""
+    tokens = batch["tokens"]
+    n = tokens.shape[0]
+    if "negative_tokens" in batch:
+        tokens = jnp.concatenate([tokens, batch["negative_tokens"]], axis=0)
+    image_emb, text_emb, (log_scale, bias) = model.apply({"params": params}, batch["images"], tokens)
+    text_emb, negative_emb = text_emb[:n], (text_emb[n:] if "negative_tokens" in batch else None)
+    loss, logits = contrastive_loss(loss_name, image_emb, text_emb, log_scale, bias, negative_emb)
     i2t, t2i = pair_accuracy(logits)
-    return loss, {"i2t_acc": i2t, "t2i_acc": t2i, "temperature": jnp.exp(-log_scale), "bias": bias}
+    aux = {"i2t_acc": i2t, "t2i_acc": t2i, "temperature": jnp.exp(-log_scale), "bias": bias}
+    if negative_emb is not None:
+        aux["negative_acc"] = own_negative_accuracy(image_emb, text_emb, negative_emb)
+    return loss, aux
 
 
 def train_step(state: TrainState, batch, rng, *, model: CLIP, tx, schedule, loss_name: str):
@@ -124,6 +140,10 @@ def evaluate(params, embedder: Embedder, data: clip_data.CaptionData, config) ->
         recall = zero_shot.recall_at_k(embedder.images(params, pairs.images), embedder.texts(params, pairs.captions),
                                        pairs.captions)
         out.update({f"{pairs.name}_{k}": v for k, v in recall.items()})
+        if data.source == "shapes":  # own caption against its shape-swapped twin (hard_negatives.py)
+            true, swapped = hard_negatives.swap_pairs(pairs.factors, clip_data.EVAL_SEED, data.heldout_pairs)
+            out[f"{pairs.name}_swap_shape"] = hard_negatives.swap_accuracy(
+                embedder.images(params, pairs.images), embedder.texts(params, true), embedder.texts(params, swapped))
     embed_texts = functools.partial(embedder.texts, params)
     if data.source == "shapes":
         sets = {s.name: (embedder.images(params, s.images), s.factors) for s in data.zero_shot_sets}
@@ -152,7 +172,7 @@ def build(config, workdir: str) -> Task:
         return TrainState.create(params, tx)
 
     def train_batch(step: int) -> dict:
-        return data.train_batch(config.seed, step, config.train.batch_size, length)
+        return data.train_batch(config.seed, step, config.train.batch_size, length, config.loss.hard_negatives)
 
     eval_set = clip_data.fixed_batches(data.retrieval_sets[0], data.vocab, length, config.eval.batch_size)
     embedder = Embedder(model, data.vocab, length, config.eval.batch_size)
