@@ -4,7 +4,8 @@ by a Transformer decoder, trained by maximum likelihood; greedy / beam / sampled
 Variants (`--config=configs/caption.py:VARIANT`, several joined by commas):
   shapes  (default) the shapes world with its canonical captions (so every caption parses back to
           factors); scored on seen and held-out (shape, colour) pairs.
-  cnn     the CNN image encoder instead of the ViT.
+  vit     the ViT image encoder instead of the CNN (two 3x3 convolutions per resolution; the
+          contrastive model's encoder, configs/clip.py).
   tiny    a few steps of a very small model (tests).
 CLIP score of the captions: --config.eval.clip_workdir=WORKDIR of a trained configs/clip.py run.
 Your own pairs: --config.data.pairs_path=captions.tsv (image<TAB>caption per line, or .jsonl).
@@ -14,8 +15,8 @@ import ml_collections
 from configs import common
 
 
-def cnn(config):
-    config.model.image_encoder = "cnn"
+def vit(config):
+    config.model.image_encoder = "vit"
 
 
 def tiny(config):
@@ -43,13 +44,14 @@ def get_config(arg=None):
     config.data.paraphrase = 0.0  # canonical captions: generated ones must parse back to factors
 
     config.model = ml_collections.ConfigDict()
-    config.model.image_encoder = "vit"  # vit | cnn
+    config.model.image_encoder = "cnn"  # cnn | vit
     config.model.width = 64
     config.model.vision_depth = 3
     config.model.decoder_depth = 2
     config.model.num_heads = 4
     config.model.patch_size = 4
     config.model.cnn_widths = (32, 64, 128)
+    config.model.cnn_convs_per_stage = 2  # 3x3 convolutions per resolution (the extra ones residual)
     config.model.max_text_length = 32  # BOS to EOS
 
     config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=200,
@@ -66,5 +68,5 @@ def get_config(arg=None):
     config.eval.beam_width = 4
     config.eval.clip_workdir = ""  # a trained configs/clip.py run: CLIP score of the captions
 
-    common.apply_variants(config, arg, {"shapes": lambda c: None, "cnn": cnn, "tiny": tiny}, "caption")
+    common.apply_variants(config, arg, {"shapes": lambda c: None, "vit": vit, "tiny": tiny}, "caption")
     return config

@@ -4,20 +4,24 @@ Variants (`--config=configs/clip.py:VARIANT`, several joined by commas):
   shapes  (default) the procedural shapes world with captions (20,000 training scenes, 1-3
           objects, 4 (shape, colour) pairs held out), captions paraphrased half of the time;
           evaluated by retrieval on seen and held-out pairs and zero-shot per factor.
-  cnn     the CNN image encoder instead of the ViT.
+  vit     the ViT image encoder instead of the CNN.
+  plain   no hard negatives: CLIP's loss over the batch's own captions only.
   sigmoid SigLIP's pairwise sigmoid loss instead of the softmax (InfoNCE) loss.
-  negatives  one shape-swapped caption per image as a hard negative (NegCLIP-style;
-          aigc_jax/families/clip/hard_negatives.py).
   digits  scikit-learn's 8x8 digits with class captions (zero-shot by unseen prompt wordings).
   mnist   MNIST from ../shared/data/mnist (IDX), 28x28, class captions.
   supervised  the same image encoder trained on the shapes world's labels (task clip_supervised):
           the linear probes' baseline (python -m experiments.clip --workdirs=... --probe).
   tiny    a few steps of a very small model (tests).
-Your own pairs: --config.data.pairs_path=captions.tsv (image<TAB>caption per line, or .jsonl).
+Your own pairs: --config.data.pairs_path=captions.tsv (image<TAB>caption per line, or .jsonl), with
+--config.loss.hard_negatives=0 (the hard negatives are shape-swapped shapes-world captions).
 
-Recipe: AdamW (lr 1e-3, warm-up 200 steps, cosine to 1e-4, weight decay 0.05 on matrices), batch
-128 pairs (CLIP: 32,768), temperature initialised to 0.07 and learned (scale clamped at 100);
-SigLIP: scale 10 and bias -10 at the start (Zhai et al. 2023).
+Recipe: the CNN encoder with two 3x3 convolutions per resolution; AdamW (lr 1e-3, warm-up 100
+steps, cosine to 1e-4 over 1,500 steps, weight decay 0.05 on matrices), batch 128 pairs (CLIP:
+32,768) plus one shape-swapped caption per image as a hard negative (NegCLIP, Yuksekgonul et al.
+2023: without them the model tells a batch's captions apart by colour and leaves shape
+unlearned), temperature initialised to 0.07 and learned (scale clamped at 100); SigLIP: scale 10
+and bias -10 at the start (Zhai et al. 2023). The ViT (:vit) learns shape slowly here: trained on
+the labels it reads the main object's shape at 41% after 1,500 steps, the CNN at 71%.
 """
 import ml_collections
 
@@ -27,25 +31,27 @@ MNIST_IMAGES = "../shared/data/mnist/t10k-images-idx3-ubyte.gz"
 MNIST_LABELS = "../shared/data/mnist/t10k-labels-idx1-ubyte.gz"
 
 
-def cnn(config):
-    config.model.image_encoder = "cnn"
+def vit(config):
+    config.model.image_encoder = "vit"
+
+
+def plain(config):
+    config.loss.hard_negatives = 0
 
 
 def sigmoid(config):
     config.loss.name = "sigmoid"
 
 
-def negatives(config):
-    config.loss.hard_negatives = 1
-
-
 def digits(config):
+    plain(config)
     config.data.update(dataset="digits", image_size=0)
     config.model.update(patch_size=2)
     config.eval.update(retrieval_pairs=300)
 
 
 def mnist(config):
+    plain(config)
     config.data.update(dataset="digits", path=MNIST_IMAGES, labels_path=MNIST_LABELS, image_size=0)
     config.model.update(patch_size=4)
 
@@ -79,7 +85,7 @@ def get_config(arg=None):
     config.data.paraphrase = 0.5  # probability that each paraphrasable word of a caption is reworded
 
     config.model = ml_collections.ConfigDict()
-    config.model.image_encoder = "vit"  # vit | cnn
+    config.model.image_encoder = "cnn"  # cnn | vit
     config.model.embed_dim = 64
     config.model.width = 64
     config.model.vision_depth = 3
@@ -87,24 +93,25 @@ def get_config(arg=None):
     config.model.num_heads = 4
     config.model.patch_size = 4
     config.model.cnn_widths = (32, 64, 128)
+    config.model.cnn_convs_per_stage = 2  # 3x3 convolutions per resolution (the extra ones residual)
     config.model.text_causal = True
     config.model.max_text_length = 32  # the longest shapes caption, paraphrased, is 31 tokens with BOS and EOS
 
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "softmax"  # softmax (CLIP's InfoNCE) | sigmoid (SigLIP)
-    config.loss.hard_negatives = 0  # shape-swapped captions per image as extra negatives (0-3; shapes world only)
+    config.loss.hard_negatives = 1  # shape-swapped captions per image as extra negatives (0-3; shapes world only)
 
-    config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=200,
+    config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=100,
                                         weight_decay=0.05)
-    config.train.num_steps = 3000
+    config.train.num_steps = 1500
     config.train.batch_size = 128
-    config.train.eval_every = 1000
-    config.train.checkpoint_every = 1000
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
 
     config.eval.batch_size = 100
     config.eval.retrieval_pairs = 1000  # per retrieval set
     config.eval.zero_shot_images = 1000  # per zero-shot set
 
-    common.apply_variants(config, arg, {"shapes": lambda c: None, "cnn": cnn, "sigmoid": sigmoid, "negatives": negatives, "digits": digits,
+    common.apply_variants(config, arg, {"shapes": lambda c: None, "vit": vit, "plain": plain, "sigmoid": sigmoid, "digits": digits,
                                         "mnist": mnist, "supervised": supervised, "tiny": tiny}, "clip")
     return config

@@ -34,6 +34,7 @@ class Captioner(nn.Module):
     num_heads: int = 4
     patch_size: int = 4
     cnn_widths: tuple = (32, 64, 128)
+    cnn_convs_per_stage: int = 1
 
     @property
     def head_dim(self) -> int:
@@ -43,7 +44,8 @@ class Captioner(nn.Module):
         if self.width % self.num_heads:
             raise ValueError(f"width {self.width} is not divisible by {self.num_heads} heads")
         self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
-                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths,
+                                         cnn_convs_per_stage=self.cnn_convs_per_stage)
         self.bridge = nn.Dense(self.width, kernel_init=layers.dense_init(), name="bridge")
         self.token_embed = nn.Embed(self.vocab_size, self.width,
                                     embedding_init=nn.initializers.normal(self.width ** -0.5))
@@ -93,4 +95,5 @@ def from_config(model_config, vocab_size: int) -> Captioner:
     m = model_config
     return Captioner(image_encoder=m.image_encoder, vocab_size=vocab_size, max_length=m.max_text_length,
                      width=m.width, vision_depth=m.vision_depth, decoder_depth=m.decoder_depth,
-                     num_heads=m.num_heads, patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths))
+                     num_heads=m.num_heads, patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths),
+                     cnn_convs_per_stage=m.cnn_convs_per_stage)

@@ -45,6 +45,7 @@ FIELD_RULES = {
     "model.image_encoder": rules.Choices(IMAGE_ENCODERS), "model.width": rules.at_least(1),
     "model.vision_depth": rules.at_least(0), "model.decoder_depth": rules.at_least(1),
     "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.max_text_length": rules.at_least(3),
+    "model.cnn_convs_per_stage": rules.at_least(1),
     "eval.retrieval_pairs": rules.at_least(1), "eval.zero_shot_images": rules.at_least(1),
     "eval.caption_images": rules.at_least(0), "eval.beam_width": rules.at_least(1), "eval.clip_workdir": rules.TEXT,
 }

@@ -81,27 +81,35 @@ class ViTEncoder(nn.Module):
 
 
 class CNNEncoder(nn.Module):
-    """images [B, H, W, C] -> (pooled [B, widths[-1]], feature map [B, H', W', widths[-1]] as tokens)."""
+    """images [B, H, W, C] -> (pooled [B, widths[-1]], feature map [B, H', W', widths[-1]] as tokens).
+    Each stage: a 3x3 convolution (stride 2 after the first stage), then convs_per_stage - 1
+    residual 3x3 convolutions at that resolution (x + GELU(GroupNorm(conv(x)))). The convolutions
+    have no bias: GroupNorm subtracts it again, so its gradient is zero up to rounding, which Adam
+    would scale into steps of the learning rate's size."""
     widths: tuple
+    convs_per_stage: int = 1
 
     @nn.compact
     def __call__(self, images):
         x = images
         for i, width in enumerate(self.widths):
-            x = Conv(width, (3, 3), strides=(1 if i == 0 else 2), name=f"conv{i}")(x)
+            x = Conv(width, (3, 3), strides=(1 if i == 0 else 2), use_bias=False, name=f"conv{i}")(x)
             x = nn.gelu(nn.GroupNorm(num_groups=min(8, width), name=f"norm{i}")(x))
+            for j in range(1, self.convs_per_stage):
+                h = Conv(width, (3, 3), use_bias=False, name=f"conv{i}_{j}")(x)
+                x = x + nn.gelu(nn.GroupNorm(num_groups=min(8, width), name=f"norm{i}_{j}")(h))
         tokens = x.reshape(x.shape[0], -1, x.shape[-1])
         pooled = layers.make_norm("layernorm", True, jnp.float32, name="final_norm")(tokens.mean(axis=1))
         return pooled, tokens
 
 
 def make_image_encoder(kind: str, *, patch_size: int, width: int, depth: int, num_heads: int, cnn_widths: tuple,
-                       name: str = None) -> nn.Module:
+                       cnn_convs_per_stage: int = 1, name: str = None) -> nn.Module:
     """The ViT or the CNN (model.image_encoder); both return (pooled, tokens)."""
     if kind == "vit":
         return ViTEncoder(patch_size, width, depth, num_heads, name=name)
     if kind == "cnn":
-        return CNNEncoder(tuple(cnn_widths), name=name)
+        return CNNEncoder(tuple(cnn_widths), cnn_convs_per_stage, name=name)
     raise ValueError(f"unknown image encoder {kind!r}; expected one of {IMAGE_ENCODERS}")
 
 
@@ -147,13 +155,15 @@ class CLIP(nn.Module):
     num_heads: int = 4
     patch_size: int = 4
     cnn_widths: tuple = (32, 64, 128)
+    cnn_convs_per_stage: int = 1
     text_causal: bool = True
     init_log_scale: float = math.log(1 / 0.07)
     init_bias: float = 0.0
 
     def setup(self):
         self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
-                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths,
+                                         cnn_convs_per_stage=self.cnn_convs_per_stage)
         self.text = TextEncoder(self.vocab_size, self.max_text_length, self.width, self.text_depth, self.num_heads,
                                 self.text_causal)
         init = nn.initializers.normal(1.0 / math.sqrt(self.width))
@@ -191,7 +201,8 @@ def from_config(model_config, image_shape: tuple, vocab_size: int, loss_name: st
     return CLIP(image_encoder=m.image_encoder, image_channels=image_shape[-1], vocab_size=vocab_size,
                 max_text_length=m.max_text_length, embed_dim=m.embed_dim, width=m.width,
                 vision_depth=m.vision_depth, text_depth=m.text_depth, num_heads=m.num_heads,
-                patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths), text_causal=m.text_causal,
+                patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths),
+                cnn_convs_per_stage=m.cnn_convs_per_stage, text_causal=m.text_causal,
                 init_log_scale=math.log(10.0) if sigmoid else math.log(1 / 0.07),
                 init_bias=-10.0 if sigmoid else 0.0)
 
@@ -207,10 +218,12 @@ class FactorEncoder(nn.Module):
     num_heads: int = 4
     patch_size: int = 4
     cnn_widths: tuple = (32, 64, 128)
+    cnn_convs_per_stage: int = 1
 
     def setup(self):
         self.vision = make_image_encoder(self.image_encoder, patch_size=self.patch_size, width=self.width,
-                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths)
+                                         depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths,
+                                         cnn_convs_per_stage=self.cnn_convs_per_stage)
         self.heads = [nn.Dense(size, name=f"head_{name}") for name, size in self.head_sizes]
 
     def image_features(self, images):

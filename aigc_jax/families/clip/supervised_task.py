@@ -51,7 +51,7 @@ def build_model(config) -> FactorEncoder:
     m = config.model
     return FactorEncoder(image_encoder=m.image_encoder, head_sizes=head_sizes(image_data.shapes_world(config.data)),
                          width=m.width, vision_depth=m.vision_depth, num_heads=m.num_heads, patch_size=m.patch_size,
-                         cnn_widths=tuple(m.cnn_widths))
+                         cnn_widths=tuple(m.cnn_widths), cnn_convs_per_stage=m.cnn_convs_per_stage)
 
 
 def objective(params, batch, *, model: FactorEncoder):

@@ -42,7 +42,7 @@ FIELD_RULES = {
     **clip_data.DATA_FIELD_RULES,
     "model.image_encoder": rules.Choices(IMAGE_ENCODERS), "model.embed_dim": rules.at_least(1),
     "model.width": rules.at_least(1), "model.vision_depth": rules.at_least(0), "model.text_depth": rules.at_least(0),
-    "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.text_causal": rules.FLAG,
+    "model.num_heads": rules.at_least(1), "model.patch_size": rules.at_least(1), "model.cnn_convs_per_stage": rules.at_least(1), "model.text_causal": rules.FLAG,
     "model.max_text_length": rules.at_least(3), "loss.name": rules.Choices(LOSSES),
     "loss.hard_negatives": rules.Range(0, len(shapes.SHAPES) - 1, integer=True),
     "eval.retrieval_pairs": rules.at_least(2), "eval.zero_shot_images": rules.at_least(1),
