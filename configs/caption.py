@@ -54,12 +54,12 @@ def get_config(arg=None):
     config.model.cnn_convs_per_stage = 2  # 3x3 convolutions per resolution (the extra ones residual)
     config.model.max_text_length = 32  # BOS to EOS
 
-    config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=200,
+    config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=100,
                                         weight_decay=0.05)
-    config.train.num_steps = 3000
+    config.train.num_steps = 1500
     config.train.batch_size = 64
-    config.train.eval_every = 1000
-    config.train.checkpoint_every = 1000
+    config.train.eval_every = 500
+    config.train.checkpoint_every = 500
 
     config.eval.batch_size = 100
     config.eval.retrieval_pairs = 1000  # seen and held-out test pairs (the loss is on the seen ones)

@@ -3,7 +3,9 @@
   python -m experiments.clip --workdirs=runs/clip_s0,runs/clip_sig_s0
       one table row per run from its newest evaluation: retrieval recall@1/5 on seen and held-out
       pairs, zero-shot accuracy per factor on seen and held-out (shape, colour) pairs beside chance,
-      and the compositional gap (seen minus held-out); --markdown for a results file.
+      the shape-swap test (own caption against a one-shape-changed twin), seen and held-out side by
+      side (their difference is the compositional gap); --markdown for a results file; --mean adds
+      mean +- sd over the runs.
   python -m experiments.clip --workdirs=runs/clip_s0,runs/clip_cnn_s0 --probe
       linear-probe accuracy per factor of each run's image features (before the projection) on
       one-object scenes, beside the same encoder at its initialisation (linear_probe.py).
@@ -24,6 +26,7 @@ flags.DEFINE_string("workdirs", None, "Comma-separated workdirs of CLIP runs.")
 flags.DEFINE_string("image_file", "", "An image file to score --texts against (with one workdir).")
 flags.DEFINE_string("texts", "", "Candidate captions for --image_file, separated by '|'.")
 flags.DEFINE_boolean("markdown", False, "Print the table as markdown.")
+flags.DEFINE_boolean("mean", False, "A last row: mean and standard deviation over the runs (seeds of one setting).")
 flags.DEFINE_boolean("probe", False, "Linear probes of the runs' image features (shapes world runs).")
 flags.DEFINE_integer("probe_train", 3000, "One-object training scenes of the probes.")
 flags.DEFINE_integer("probe_test", 1000, "One-object test scenes per split (seen and held-out pairs).")
@@ -39,19 +42,27 @@ def final_eval(workdir: str) -> dict:
     return records[-1]
 
 
-def table(workdirs: list, markdown: bool) -> str:
+def table(workdirs: list, markdown: bool, mean: bool = False) -> str:
+    """One row per run from its newest evaluation; mean: a last row of mean +- standard deviation
+    over the runs (seeds of one setting)."""
     factors = zero_shot.SHAPE_FACTORS
-    header = (["run", "step", "loss"] + RETRIEVAL + [f"zs seen {f}" for f in factors] +
+    keys = (["loss"] + RETRIEVAL + ["seen_swap_shape", "heldout_swap_shape"] + [f"zs_seen_{f}" for f in factors] +
+            [f"zs_heldout_{f}" for f in factors])
+    header = (["run", "step", "loss"] + RETRIEVAL + ["swap seen", "swap held-out"] + [f"zs seen {f}" for f in factors] +
               [f"zs held-out {f}" for f in factors] + ["zs count"])
-    chance = ["chance", "", ""] + [""] * len(RETRIEVAL) + [f"{1 / zero_shot.NUM_CLASSES[f]:.3f}" for f in factors] * 2 \
-        + [""]
-    rows = [header, chance]
+    chance = (["chance", ""] + [""] * (1 + len(RETRIEVAL)) + ["0.500"] * 2 +
+              [f"{1 / zero_shot.NUM_CLASSES[f]:.3f}" for f in factors] * 2 + [""])
+    rows, values = [header, chance], []
     for workdir in workdirs:
         r = final_eval(workdir)
-        cell = lambda key: f"{r[key]:.3f}" if key in r else "-"  # noqa: E731
-        rows.append([workdir, str(r["step"]), cell("loss")] + [cell(k) for k in RETRIEVAL] +
-                    [cell(f"zs_seen_{f}") for f in factors] + [cell(f"zs_heldout_{f}") for f in factors] +
-                    [cell("zs_count_seen") if "zs_count_seen" in r else cell("zs_digits")])
+        count_key = "zs_count_seen" if "zs_count_seen" in r else "zs_digits"
+        values.append([r.get(k) for k in keys + [count_key]])
+        rows.append([workdir, str(r["step"])] + ["-" if v is None else f"{v:.3f}" for v in values[-1]])
+    if mean and len(values) > 1:
+        columns = list(zip(*values))
+        rows.append([f"mean +- sd ({len(values)} runs)", ""] +
+                    ["-" if any(v is None for v in c) else f"{np.mean(c):.3f} +- {np.std(c, ddof=1):.3f}"
+                     for c in columns])
     return format_rows(rows, markdown)
 
 
@@ -111,7 +122,7 @@ def main(overrides):
     if FLAGS.probe:
         print(probe_table(workdirs, FLAGS.probe_train, FLAGS.probe_test, FLAGS.markdown))
         return
-    print(table(workdirs, FLAGS.markdown))
+    print(table(workdirs, FLAGS.markdown, FLAGS.mean))
 
 
 if __name__ == "__main__":

@@ -94,9 +94,13 @@ def test_caption_scores_parse_captions_back_to_the_scene():
 
 def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
     from aigc_jax.families.clip.captioning import caption_image
-    workdir = str(tmp_path / "run")
-    summary = train_tiny_run("caption.py:tiny", workdir)
+    workdir, clip_run = str(tmp_path / "run"), str(tmp_path / "clip")
+    train_tiny_run("clip.py:tiny", clip_run)
+    summary = train_tiny_run("caption.py:tiny", workdir, f"eval.clip_workdir={clip_run}")
     assert summary["item_name"] == "captions"
+    scores = summary["final_eval"]  # the captions' CLIP score beside the data's own captions'
+    assert -100 <= scores["seen_clip_score"] <= 100 and -100 <= scores["seen_clip_score_reference"] <= 100
+    assert scores["seen_clip_score"] != scores["seen_clip_score_reference"]
     Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "any.png")
     beams = caption_image(workdir, str(tmp_path / "any.png"), beam=3)
     assert len(beams) == 3 and beams[0][0] >= beams[1][0] >= beams[2][0]

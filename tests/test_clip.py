@@ -233,6 +233,9 @@ def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_t
     assert "zs held-out pair" in text and "| 0.031 |" in text  # chance of the 32 pairs
     last = clip_cli.final_eval(trained_tiny)
     assert 0.0 <= last["seen_i2t_r@5"] <= 1.0 and last["step"] == 6
+    twice = clip_cli.table([trained_tiny, trained_tiny], markdown=True, mean=True).splitlines()
+    assert "swap held-out" in twice[0] and twice[-1].startswith("| mean +- sd (2 runs)")
+    assert f"| {last['heldout_swap_shape']:.3f} +- 0.000 |" in twice[-1]
     Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "any.png")
     texts = ["a small red circle", "a large blue star on a grey background", "two objects on a navy background"]
     ranked = clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), texts)

@@ -14,7 +14,8 @@ by parsing them back (aigc_jax/data/shapes.py parse_caption):
   single_{set}_{factor}  on one-object scenes, the stated shape / colour / size / background /
                   (shape, colour) pair is right ("heldout": the pair was never in a caption);
   clip_score      with `eval.clip_workdir` (a trained contrastive run), the mean cosine between
-                  each image and its caption in that model's space, times 100.
+                  each image and its caption in that model's space, times 100; beside it
+                  clip_score_reference, the same for the data's own captions of those images.
 """
 from __future__ import annotations
 
@@ -174,6 +175,9 @@ def build(config, workdir: str) -> Task:
                     from aigc_jax.families.clip.task import load_trained
                     clip_run = load_trained(config.eval.clip_workdir)
                 out[f"{name}_clip_score"] = clip_score(clip_run, pairs.images[:count], texts)
+                if pairs.captions:  # the reference: the data's own captions of the same images
+                    out[f"{name}_clip_score_reference"] = clip_score(clip_run, pairs.images[:count],
+                                                                     pairs.captions[:count])
         return out
 
     abstract = jax.eval_shape(init, jax.random.key(0))

@@ -4,8 +4,9 @@ Image encoder (`model.image_encoder`):
   vit  patches of p x p pixels embedded linearly, a learned class token and learned position
        embeddings, pre-norm Transformer blocks with bidirectional attention (the project's
        Block, aigc_jax/nn/transformer.py), a final LayerNorm; pooled = the class token's output.
-  cnn  3x3 convolutions, each stage doubling the channels and halving the resolution (stride 2),
-       GroupNorm and GELU, global average pooling, a final LayerNorm.
+  cnn  stages of 3x3 convolutions (`model.cnn_convs_per_stage`, the extra ones residual), each
+       stage doubling the channels and halving the resolution (stride 2), GroupNorm and GELU,
+       global average pooling, a final LayerNorm.
 Text encoder: token and learned position embeddings, the same blocks (causal as in CLIP, or
   bidirectional with `model.text_causal=False`; padding is masked either way), a final
   LayerNorm; pooled = the output at the end-of-text token (captions.EOS), as in CLIP; tokens
