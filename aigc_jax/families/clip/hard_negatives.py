@@ -1,12 +1,13 @@
 """Shape-swapped captions: hard negatives for training and a two-way compositional test.
 
 A scene's caption with one object's shape changed to another shape (same template, every other
-word the same) describes a different scene. Trained on alone, a contrastive model can tell the
-captions of a batch apart by colours, sizes and backgrounds and leave shape unlearned (the shapes
-world's first runs: zero-shot shape at chance after 77k pairs); a swapped caption among the
-negatives is told apart only by shape. This is NegCLIP's remedy (Yuksekgonul et al. 2023, "When
-and why vision-language models behave like bags-of-words": perturbed captions of the batch's own
-images as extra negatives), with the perturbation a factor swap the shapes world can state exactly.
+word the same) describes a different scene. A batch's own captions can nearly all be told apart
+by colours, sizes and backgrounds, without shape (the shapes world's first runs left shape at
+chance after 77k pairs); a swapped caption among the negatives is told apart only by shape. This
+is NegCLIP's remedy (Yuksekgonul et al. 2023, "When and why vision-language models behave like
+bags-of-words": perturbed captions of the batch's own images as extra negatives), with the
+perturbation a factor swap the shapes world can state exactly. Its effect here at equal budget:
+experiments/results/multimodal.md.
 
 Swaps never create a held-out (shape, colour) pair: a held-out pair's words must not reach the
 text encoder in training, not even as a negative (that would teach "a green circle" matches no
