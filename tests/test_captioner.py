@@ -106,3 +106,14 @@ def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
     assert len(beams) == 3 and beams[0][0] >= beams[1][0] >= beams[2][0]
     drawn = caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
     assert drawn == caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
+
+
+def test_the_clip_score_cuts_a_caption_longer_than_the_clip_context():
+    from types import SimpleNamespace
+    from aigc_jax.families.clip.captioner_task import clip_score
+    seen = []
+    embedder = SimpleNamespace(length=5, images=lambda params, x: np.ones((len(x), 2)) / np.sqrt(2),
+                               texts=lambda params, t: seen.extend(t) or np.ones((len(t), 2)) / np.sqrt(2))
+    score = clip_score(SimpleNamespace(embedder=embedder, params=None), np.zeros((2, 4, 4, 3)),
+                       ["on on on on on on", "a red circle"])
+    assert seen == ["on on on", "a red circle"] and score == pytest.approx(100.0)

@@ -133,7 +133,11 @@ def caption_scores(texts: list, factors: dict, name: str) -> dict:
 
 
 def clip_score(clip_run, images: np.ndarray, texts: list) -> float:
-    """100 x mean cosine(image, caption) in a trained contrastive model's space."""
+    """100 x mean cosine(image, caption) in a trained contrastive model's space. A caption longer
+    than that model's text context (a degenerate one that ran to the captioner's length limit) is
+    cut to the words that fit."""
+    budget = clip_run.embedder.length - 2  # BOS and EOS
+    texts = [" ".join(caption_lib.words_of(t)[:budget]) for t in texts]
     image_emb = clip_run.embedder.images(clip_run.params, images)
     text_emb = clip_run.embedder.texts(clip_run.params, texts)
     return float(100.0 * np.mean(np.sum(image_emb * text_emb, axis=1)))
