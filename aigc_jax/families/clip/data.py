@@ -96,25 +96,28 @@ class CaptionData:
         texts, negatives = [], [[] for _ in range(hard_negatives)]
         for i in index:
             template = int(rng.integers(shapes.NUM_TEMPLATES))
-            texts.append(self._paraphrased(shapes.caption(shapes.scene_of(self.train_factors, int(i)), template), rng))
+            texts.append(paraphrased(shapes.caption(shapes.scene_of(self.train_factors, int(i)), template), rng,
+                                     self.paraphrase))
             swapped = hard_negative_lib.negative_captions(self.train_factors, int(i), template, rng,
                                                           self.heldout_pairs, hard_negatives)
             for k, text in enumerate(swapped):
-                negatives[k].append(self._paraphrased(text, rng))
+                negatives[k].append(paraphrased(text, rng, self.paraphrase))
         return {"images": self.train_images[index], "tokens": self.vocab.encode_batch(texts, length),
                 "negative_tokens": self.vocab.encode_batch([t for row in negatives for t in row], length)}
-
-    def _paraphrased(self, text: str, rng: np.random.Generator) -> str:
-        return caption_lib.paraphrase(text, rng, self.paraphrase) if self.paraphrase > 0 else text
 
 
 def to_model_range(images01: np.ndarray) -> np.ndarray:
     return (images01.astype(np.float32) - 0.5) * 2.0
 
 
+def paraphrased(text: str, rng: np.random.Generator, probability: float) -> str:
+    """text paraphrased with `probability` per word; rng untouched when the probability is 0."""
+    return caption_lib.paraphrase(text, rng, probability) if probability > 0 else text
+
+
 def shapes_caption(factors: dict, n: int, rng: np.random.Generator, paraphrase: float) -> str:
     text = shapes.caption(shapes.scene_of(factors, n), int(rng.integers(shapes.NUM_TEMPLATES)))
-    return caption_lib.paraphrase(text, rng, paraphrase) if paraphrase > 0 else text
+    return paraphrased(text, rng, paraphrase)
 
 
 def digit_caption(label: int, rng: np.random.Generator, templates=DIGIT_TRAIN_TEMPLATES) -> str:

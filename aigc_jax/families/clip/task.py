@@ -138,13 +138,13 @@ def evaluate(params, embedder: Embedder, data: clip_data.CaptionData, config) ->
     """Retrieval recall on each retrieval set and zero-shot accuracy (zero_shot.py)."""
     out = {}
     for pairs in data.retrieval_sets:
-        recall = zero_shot.recall_at_k(embedder.images(params, pairs.images), embedder.texts(params, pairs.captions),
-                                       pairs.captions)
+        images = embedder.images(params, pairs.images)
+        recall = zero_shot.recall_at_k(images, embedder.texts(params, pairs.captions), pairs.captions)
         out.update({f"{pairs.name}_{k}": v for k, v in recall.items()})
         if data.source == "shapes":  # own caption against its shape-swapped twin (hard_negatives.py)
             true, swapped = hard_negatives.swap_pairs(pairs.factors, clip_data.EVAL_SEED, data.heldout_pairs)
             out[f"{pairs.name}_swap_shape"] = hard_negatives.swap_accuracy(
-                embedder.images(params, pairs.images), embedder.texts(params, true), embedder.texts(params, swapped))
+                images, embedder.texts(params, true), embedder.texts(params, swapped))
     embed_texts = functools.partial(embedder.texts, params)
     if data.source == "shapes":
         sets = {s.name: (embedder.images(params, s.images), s.factors) for s in data.zero_shot_sets}
