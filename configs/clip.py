@@ -64,7 +64,8 @@ def supervised(config):
 
 def tiny(config):
     config.data.update(num_train=256, image_size=16)
-    config.model.update(embed_dim=16, width=16, vision_depth=1, text_depth=1, num_heads=2, cnn_widths=(8, 16))
+    config.model.update(embed_dim=16, width=16, vision_depth=1, text_depth=1, num_heads=2, cnn_widths=(8, 16),
+                        cnn_convs_per_stage=1)  # the residual convolutions: test_clip's encoder test
     config.train.update(num_steps=6, batch_size=16, log_every=3, eval_every=3, checkpoint_every=3)
     config.optimizer.update(warmup_steps=2)
     config.eval.update(batch_size=32, retrieval_pairs=64, zero_shot_images=64)

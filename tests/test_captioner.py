@@ -106,6 +106,10 @@ def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
     assert len(beams) == 3 and beams[0][0] >= beams[1][0] >= beams[2][0]
     drawn = caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
     assert drawn == caption_image(workdir, str(tmp_path / "any.png"), temperature=1.0, samples=2, seed=4)
+    from aigc_jax.families.clip.captioning import grounding
+    tables = grounding(workdir, batch_size=32)  # the run's own seen and held-out test pairs
+    assert set(tables) == {"seen", "heldout"} and tables["heldout"]["colour"]["tokens"] >= 64
+    assert tables["seen"]["colour"]["chance"] == pytest.approx(np.log(8))
 
 
 def test_the_clip_score_cuts_a_caption_longer_than_the_clip_context():

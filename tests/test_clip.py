@@ -99,6 +99,22 @@ def test_text_embedding_pools_at_end_of_text_and_ignores_padding_and_causal_futu
                                atol=1e-6)
 
 
+def test_the_cnn_extra_convolutions_are_residual_and_the_default_stacks_two_per_resolution():
+    """With the extra convolutions' kernels at zero, GroupNorm gives its shift (0), GELU(0) = 0, and
+    the two-convolution encoder computes exactly the one-convolution encoder with the same weights."""
+    images = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    one, two = clip_model.CNNEncoder((4, 8), 1), clip_model.CNNEncoder((4, 8), 2)
+    params = two.init(jax.random.key(0), images)["params"]
+    assert sorted(params) == ["conv0", "conv0_1", "conv1", "conv1_1", "final_norm", "norm0", "norm0_1", "norm1", "norm1_1"]
+    zeroed = {k: ({"kernel": jnp.zeros_like(v["kernel"])} if k.endswith("_1") and k.startswith("conv") else v)
+              for k, v in params.items()}
+    shared = {k: v for k, v in params.items() if not k.endswith("_1")}
+    for got, want in zip(two.apply({"params": zeroed}, images), one.apply({"params": shared}, images)):
+        np.testing.assert_allclose(got, want, atol=1e-6)
+    assert not np.allclose(two.apply({"params": params}, images)[1], one.apply({"params": shared}, images)[1])
+    assert load_config(config_path("clip.py")).model.cnn_convs_per_stage == 2
+
+
 def test_zero_shot_on_a_linearly_separable_toy_is_perfect_and_chance_without_signal():
     rng = np.random.default_rng(2)
     directions = np.eye(6, dtype=np.float32)[:3]  # class k's prompts point along axis k

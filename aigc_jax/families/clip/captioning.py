@@ -37,3 +37,17 @@ def caption_image(workdir: str, image_path: str, *, beam: int = 4, length_penalt
     tokens, _, logprobs = captioner_decoding.beam_search(params, image, model=model, beam_width=beam,
                                                          length_penalty_alpha=length_penalty)
     return [(float(lp), vocab.decode(row)) for row, lp in zip(np.asarray(tokens[0]), np.asarray(logprobs[0]))]
+
+
+def grounding(workdir: str, batch_size: int = 100) -> dict:
+    """{test set name: caption_grounding table} of a captioner run on its own test pairs (the
+    seen and, on the shapes world, the held-out sets), from the newest checkpoint."""
+    from aigc_jax.families.clip import caption_grounding
+    restored = restore_params(workdir, task="caption")
+    config = restored.config
+    data = clip_data.load_caption_data(config)
+    model = from_config(config.model, data.vocab.size)
+    length = config.model.max_text_length
+    return {pairs.name: caption_grounding.grounding_table(
+                model, restored.params, data.vocab, clip_data.fixed_batches(pairs, data.vocab, length, batch_size))
+            for pairs in data.retrieval_sets}
