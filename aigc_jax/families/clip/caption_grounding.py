@@ -40,9 +40,10 @@ def word_kind(word: str) -> str:
     return "other"
 
 
-def grounding_table(model, params, vocab: caption_lib.CaptionVocab, batches: list) -> dict:
+def grounding_table(logits_of, vocab: caption_lib.CaptionVocab, batches: list) -> dict:
     """{kind: {"tokens", "own", "shuffled", "chance", "accuracy"}} over evaluation batches of
-    {"images", "tokens"} (BOS ... EOS PAD ...); kinds with no target tokens are left out."""
+    {"images", "tokens"} (BOS ... EOS PAD ...); logits_of(images, inputs) -> next-word logits
+    [B, T, V] (a captioner's forward pass); kinds with no target tokens are left out."""
     kind_of_id = np.array([KINDS.index(word_kind(w)) for w in vocab.words])
     sums = {name: np.zeros(len(KINDS)) for name in ("own", "shuffled", "hits", "tokens")}
     for batch in batches:
@@ -51,11 +52,11 @@ def grounding_table(model, params, vocab: caption_lib.CaptionVocab, batches: lis
         real = targets != caption_lib.PAD
         kinds = kind_of_id[targets]
         for name, pixels in (("own", images), ("shuffled", np.roll(images, 1, axis=0))):
-            logits = model.apply({"params": params}, pixels, tokens[:, :-1])
+            logits = np.asarray(logits_of(pixels, tokens[:, :-1]))
             nll = np.asarray(optax.softmax_cross_entropy_with_integer_labels(logits, targets))
             np.add.at(sums[name], kinds[real], nll[real])
             if name == "own":
-                np.add.at(sums["hits"], kinds[real], (np.asarray(logits).argmax(-1) == targets)[real])
+                np.add.at(sums["hits"], kinds[real], (logits.argmax(-1) == targets)[real])
         np.add.at(sums["tokens"], kinds[real], 1)
     table = {}
     for i, kind in enumerate(KINDS):

@@ -48,6 +48,7 @@ def grounding(workdir: str, batch_size: int = 100) -> dict:
     data = clip_data.load_caption_data(config)
     model = from_config(config.model, data.vocab.size)
     length = config.model.max_text_length
+    logits_of = jax.jit(lambda images, inputs: model.apply({"params": restored.params}, images, inputs))
     return {pairs.name: caption_grounding.grounding_table(
-                model, restored.params, data.vocab, clip_data.fixed_batches(pairs, data.vocab, length, batch_size))
+                logits_of, data.vocab, clip_data.fixed_batches(pairs, data.vocab, length, batch_size))
             for pairs in data.retrieval_sets}
