@@ -43,7 +43,11 @@ def write_text(path: str, text: str, what: str = "the file") -> str:
     killed mid-write) sees the old file or the new one, never half of one. A failed write
     removes the temporary file; a full disk is a DiskFull naming the path. The temporary name
     carries the process id, so processes writing the same file at once (a shared cache) never
-    write into one temporary file."""
+    write into one temporary file. A missing directory is a FileNotFoundError naming it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(errno.ENOENT, f"cannot write {what} {path!r}: its directory {directory!r} does "
+                                              f"not exist (create it, or check the path)")
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:

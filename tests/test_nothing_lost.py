@@ -264,6 +264,15 @@ def test_a_full_disk_while_writing_a_small_file_is_one_line_and_leaves_no_tempor
     assert os.listdir(tmp_path) == ["config.json"] and json.load(open(path)) == {"kept": True}
 
 
+def test_writing_into_a_missing_directory_names_it_and_creates_nothing(tmp_path):
+    from aigc_jax import files
+    path = str(tmp_path / "no_such_run" / "caption_vocab.json")
+    with pytest.raises(FileNotFoundError, match=r"cannot write the JSON file .*caption_vocab.json.*its directory "
+                                                r".*no_such_run' does not exist"):
+        files.write_json(path, {"words": []})
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_full_disk_during_a_checkpoint_save_is_one_line_and_keeps_the_earlier_checkpoints(tmp_path, monkeypatch):
     import numpy as np
     from aigc_jax.files import DiskFull
