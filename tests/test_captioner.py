@@ -1,18 +1,23 @@
 """The image captioner: cached decoding against the full forward pass, beam and sampling through
-the shared decoders, a model that memorises a few captions writes them back, scoring captions by
-parsing them, and the command line on a trained run."""
+the shared decoders, a model that memorises a few captions writes them back, the global image
+vector reaching every position, scoring captions by parsing them, and the command line on a
+trained run."""
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 from PIL import Image
 
+from aigc_jax.config import ConfigError, load_config
+
 from aigc_jax.data import captions
 from aigc_jax.data import shapes
-from aigc_jax.families.clip import captioner_decoding
-from aigc_jax.families.clip.captioner_model import Captioner
+from aigc_jax.families.clip import captioner_decoding, captioner_task
+from aigc_jax.families.clip.captioner_model import Captioner, from_config
 from aigc_jax.families.clip.captioner_task import caption_scores
+from aigc_jax.train.restore import restore_params
 from tests.conftest import train_tiny_run
 
 TEXTS = ["a small red circle", "a large blue square on a grey background", "a medium white star",
@@ -77,6 +82,35 @@ def test_a_memorised_captioner_writes_its_captions_back_by_beam_greedy_and_cold_
         captioner_decoding.sampling_settings(model, max_length=40)
 
 
+@pytest.mark.parametrize("encoder", ["cnn", "vit"])
+def test_the_global_image_reaches_every_position_without_cross_attention(encoder):
+    """With the cross-attention outputs zeroed, only the injected pooled vector carries the image:
+    two images then give different logits at every position with global_image, the same without."""
+    images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (2, 8, 8, 3)).astype(np.float32))
+    inputs = jnp.asarray([[captions.BOS, 4, 5, 6]] * 2)
+    for global_image in (True, False):
+        model = Captioner(image_encoder=encoder, vocab_size=10, max_length=8, width=16, vision_depth=1,
+                          decoder_depth=2, num_heads=2, cnn_widths=(8, 16), global_image=global_image)
+        params = model.init(jax.random.key(0), images, inputs)["params"]
+        for i in range(2):
+            params[f"decoder_{i}"]["cross_attn"]["out"] = jax.tree_util.tree_map(
+                jnp.zeros_like, params[f"decoder_{i}"]["cross_attn"]["out"])
+        logits = np.asarray(model.apply({"params": params}, images, inputs))
+        differs = np.abs(logits[0] - logits[1]).max(axis=-1)  # per position
+        if global_image:
+            assert np.all(differs > 1e-3), differs
+        else:
+            np.testing.assert_array_equal(differs, 0.0)
+
+
+def test_runs_saved_before_the_global_image_field_load_as_cross_attention_only():
+    config = load_config("configs/caption.py", [])
+    assert from_config(config.model, 10).global_image
+    old = config.model.to_dict()
+    del old["global_image"]
+    assert not from_config(ml_collections.ConfigDict(old), 10).global_image
+
+
 def test_caption_scores_parse_captions_back_to_the_scene():
     world = shapes.ShapesWorld(min_objects=1, max_objects=1)
     factors = shapes.sample_factors(world, 0, range(3), "test")
@@ -92,10 +126,31 @@ def test_caption_scores_parse_captions_back_to_the_scene():
     assert scores["single_seen_colour"] == pytest.approx(1 / 3) and scores["single_seen_shape"] == pytest.approx(2 / 3)
 
 
-def test_a_trained_run_captions_any_image_from_the_command_line(tmp_path):
+@pytest.fixture(scope="module")
+def tiny_clip_run(tmp_path_factory) -> str:
+    workdir = str(tmp_path_factory.mktemp("clip") / "run")
+    train_tiny_run("clip.py:tiny", workdir)
+    return workdir
+
+
+def test_a_captioner_starts_from_a_contrastive_runs_image_encoder_and_refuses_one_that_differs(tiny_clip_run, tmp_path):
+    config = load_config("configs/caption.py:tiny", ["train.progress_bar=false", f"model.vision_from={tiny_clip_run}"])
+    state = captioner_task.build(config, str(tmp_path)).init(jax.random.key(0))
+    theirs = restore_params(tiny_clip_run, task="clip").params["vision"]
+    same = jax.tree_util.tree_map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), state.params["vision"], theirs)
+    assert set(state.params["vision"]) == set(theirs) and all(jax.tree_util.tree_leaves(same))
+    fresh = captioner_task.build(load_config("configs/caption.py:tiny", []), str(tmp_path)).init(jax.random.key(0))
+    assert not np.array_equal(np.asarray(fresh.params["vision"]["conv0"]["kernel"]), np.asarray(theirs["conv0"]["kernel"]))
+    for override, message in (("model.cnn_widths=(8, 8)", r"has another image encoder \(cnn, cnn_widths \(8, 16\).*conv1"),
+                              ("data.image_size=24", r"was trained on \(16, 16, 3\) images, this run has \(24, 24, 3\)")):
+        bad = load_config("configs/caption.py:tiny", [f"model.vision_from={tiny_clip_run}", override])
+        with pytest.raises(ConfigError, match=message):
+            captioner_task.build(bad, str(tmp_path))
+
+
+def test_a_trained_run_captions_any_image_from_the_command_line(tiny_clip_run, tmp_path):
     from aigc_jax.families.clip.captioning import caption_image
-    workdir, clip_run = str(tmp_path / "run"), str(tmp_path / "clip")
-    train_tiny_run("clip.py:tiny", clip_run)
+    workdir, clip_run = str(tmp_path / "run"), tiny_clip_run
     summary = train_tiny_run("caption.py:tiny", workdir, f"eval.clip_workdir={clip_run}")
     assert summary["item_name"] == "captions"
     scores = summary["final_eval"]  # the captions' CLIP score beside the data's own captions'

@@ -3,11 +3,18 @@ Transformer: an image encoder's tokens in place of an encoder-decoder's source t
 
   encode(images [B, H, W, C]) -> tokens [B, N, width]: the contrastive model's image encoders
       (ViT: class token + patches; CNN: the last feature map's cells), projected to `width`;
-  decode(inputs [B, T], encoded) -> logits [B, T, V]: token and learned position embeddings,
-      pre-norm decoder blocks (causal self-attention, cross-attention over the image tokens,
+      with `global_image`, the encoder's pooled vector (ViT: the class token; CNN: the
+      normalised mean cell), projected by its own layer, goes first;
+  decode(inputs [B, T], encoded) -> logits [B, T, V]: token and learned position embeddings
+      (with `global_image`, plus that first, global token at every position: "par-inject",
+      Tanti et al. 2018), pre-norm decoder blocks (causal self-attention, cross-attention over the image tokens,
       MLP; aigc_jax/nn/encoder_decoder.py), a final norm, the output tied to the token table.
 Trained by maximum likelihood, log p(y | image) = sum_t log p(y_t | y_<t, image), with teacher
-forcing. Decoding runs cached (init_cache: the image's cross-attention keys and values projected
+forcing. Why the global token: cross-attention alone starts from a uniform average over the
+CNN's cells, in which colour and background are a small part of the spread, and in 1,500
+steps it learned to read count and size only (experiments/results/multimodal.md, "Captioning");
+with the pooled vector added to the inputs the decoder reads colour and background from the
+first steps. Decoding runs cached (init_cache: the image's cross-attention keys and values projected
 once per image, a self-attention cache per layer): captioner_decoding.py.
 """
 from __future__ import annotations
@@ -35,6 +42,7 @@ class Captioner(nn.Module):
     patch_size: int = 4
     cnn_widths: tuple = (32, 64, 128)
     cnn_convs_per_stage: int = 1
+    global_image: bool = True
 
     @property
     def head_dim(self) -> int:
@@ -47,6 +55,9 @@ class Captioner(nn.Module):
                                          depth=self.vision_depth, num_heads=self.num_heads, cnn_widths=self.cnn_widths,
                                          cnn_convs_per_stage=self.cnn_convs_per_stage)
         self.bridge = nn.Dense(self.width, kernel_init=layers.dense_init(), name="bridge")
+        if self.global_image:  # unit-scale output, as the token embeddings (times sqrt(width))
+            self.global_bridge = nn.Dense(self.width, kernel_init=nn.initializers.normal(self.width ** -0.5),
+                                          name="global_bridge")
         self.token_embed = nn.Embed(self.vocab_size, self.width,
                                     embedding_init=nn.initializers.normal(self.width ** -0.5))
         self.positions = self.param("positions", nn.initializers.normal(0.02), (self.max_length, self.width))
@@ -57,8 +68,11 @@ class Captioner(nn.Module):
         self.final_norm = layers.make_norm("layernorm", True, jnp.float32, name="final_norm")
 
     def encode(self, images):
-        _, tokens = self.vision(images)
-        return self.bridge(tokens)
+        pooled, tokens = self.vision(images)
+        memory = self.bridge(tokens)
+        if self.global_image:
+            memory = jnp.concatenate([self.global_bridge(pooled)[:, None], memory], axis=1)
+        return memory
 
     def decode(self, inputs, encoded, *, cache: Optional[list] = None, cache_index=None):
         """Without a cache: logits [B, T, V] (causal). With one: inputs sit at positions
@@ -75,6 +89,8 @@ class Captioner(nn.Module):
             self_mask = (jnp.arange(slots)[None, :] <= (cache_index + jnp.arange(length))[:, None])[None]
         x = self.token_embed(inputs) * math.sqrt(self.width)
         x = x + jax.lax.dynamic_slice_in_dim(self.positions, offset, length)
+        if self.global_image:
+            x = x + encoded[:, :1]
         new_cache = []
         for i, block in enumerate(self.blocks):
             x, layer_cache = block(x, encoded, self_mask, cross_mask, None if cache is None else cache[i], cache_index)
@@ -96,4 +112,5 @@ def from_config(model_config, vocab_size: int) -> Captioner:
     return Captioner(image_encoder=m.image_encoder, vocab_size=vocab_size, max_length=m.max_text_length,
                      width=m.width, vision_depth=m.vision_depth, decoder_depth=m.decoder_depth,
                      num_heads=m.num_heads, patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths),
-                     cnn_convs_per_stage=m.cnn_convs_per_stage)
+                     cnn_convs_per_stage=m.cnn_convs_per_stage,
+                     global_image=m.get("global_image", False))  # runs saved before the field: cross-attention only

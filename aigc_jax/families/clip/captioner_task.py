@@ -35,6 +35,7 @@ from aigc_jax.families.clip import data as clip_data
 from aigc_jax.families.clip.captioner_model import Captioner, from_config
 from aigc_jax.families.clip.model import IMAGE_ENCODERS
 from aigc_jax.nn.params import count_params
+from aigc_jax.train.checkpoints import describe_mismatch, state_layout
 from aigc_jax.train.optimizers import make_optimizer
 from aigc_jax.train.state import TrainState
 from aigc_jax.train.task import Task
@@ -49,6 +50,7 @@ FIELD_RULES = {
     "model.cnn_convs_per_stage": rules.at_least(1),
     "eval.retrieval_pairs": rules.at_least(1), "eval.zero_shot_images": rules.at_least(1),
     "eval.caption_images": rules.at_least(0), "eval.beam_width": rules.at_least(1), "eval.clip_workdir": rules.TEXT,
+    "model.vision_from": rules.TEXT,
 }
 FACTORS = ("shape", "colour", "size", "background", "pair")
 
@@ -59,6 +61,26 @@ def check_config(config) -> None:
     if m.width % m.num_heads:
         raise ConfigError(f"model.width={m.width} is not divisible by model.num_heads={m.num_heads}")
     clip_data.check_data_config(config)
+
+
+def contrastive_image_encoder(workdir: str, image_shape: tuple, expected) -> dict:
+    """The image encoder's parameters of a trained configs/clip.py run, to start the captioner's
+    from (`model.vision_from`; ClipCap, Mokady et al. 2021, and BLIP start from a contrastive
+    encoder too). `expected`: the captioner's own encoder parameters (or their shapes); a run
+    with another encoder or input size is a ConfigError naming what differs."""
+    from aigc_jax.train.restore import restore_params
+    restored = restore_params(workdir, task="clip")
+    theirs = tuple(clip_data.load_input_shape(workdir))
+    if theirs != tuple(image_shape):
+        raise ConfigError(f"model.vision_from={workdir!r} was trained on {theirs} images, this run has {tuple(image_shape)}")
+    vision = restored.params["vision"]
+    mismatch = describe_mismatch(state_layout(vision), state_layout(expected))
+    if mismatch:
+        encoder = restored.config.model
+        raise ConfigError(f"model.vision_from={workdir!r} has another image encoder ({encoder.image_encoder}, "
+                          f"cnn_widths {tuple(encoder.cnn_widths)}, {encoder.cnn_convs_per_stage} convolutions per "
+                          f"stage, width {encoder.width}, depth {encoder.vision_depth}): {mismatch.replace('checkpoint', 'run')}")
+    return jax.device_get(vision)
 
 
 def token_nll(params, batch, *, model: Captioner):
@@ -151,8 +173,18 @@ def build(config, workdir: str) -> Task:
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
     image_shape = data.image_shape
 
+    def init_params(rng):
+        return model.init(rng, jnp.zeros((1,) + image_shape), jnp.zeros((1, length - 1), jnp.int32))["params"]
+
+    pretrained = None
+    if config.model.vision_from:
+        expected = jax.eval_shape(init_params, jax.random.key(0))["vision"]
+        pretrained = contrastive_image_encoder(config.model.vision_from, image_shape, expected)
+
     def init(rng):
-        params = model.init(rng, jnp.zeros((1,) + image_shape), jnp.zeros((1, length - 1), jnp.int32))["params"]
+        params = init_params(rng)
+        if pretrained is not None:
+            params = dict(params, vision=jax.tree_util.tree_map(jnp.asarray, pretrained))
         return TrainState.create(params, tx)
 
     def train_batch(step: int) -> dict:
@@ -197,7 +229,8 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params),
         items_per_step=config.train.batch_size,
         item_name="captions",
-        description=(f"{data.description}; captioner: {m.image_encoder} image encoder, {m.decoder_depth} decoder "
+        description=(f"{data.description}; captioner: {m.image_encoder} image encoder"
+                     f"{f' from {m.vision_from}' if m.vision_from else ''}, {m.decoder_depth} decoder "
                      f"blocks of width {m.width}; vocabulary {data.vocab.size} words"),
         on_eval=on_eval,
     )
