@@ -133,14 +133,22 @@ def tiny_clip_run(tmp_path_factory) -> str:
     return workdir
 
 
+def same_arrays(a, b) -> bool:
+    same = jax.tree_util.tree_map(lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b)
+    return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(jax.tree_util.tree_leaves(same))
+
+
 def test_a_captioner_starts_from_a_contrastive_runs_image_encoder_and_refuses_one_that_differs(tiny_clip_run, tmp_path):
-    config = load_config("configs/caption.py:tiny", ["train.progress_bar=false", f"model.vision_from={tiny_clip_run}"])
-    state = captioner_task.build(config, str(tmp_path)).init(jax.random.key(0))
     theirs = restore_params(tiny_clip_run, task="clip").params["vision"]
-    same = jax.tree_util.tree_map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), state.params["vision"], theirs)
-    assert set(state.params["vision"]) == set(theirs) and all(jax.tree_util.tree_leaves(same))
-    fresh = captioner_task.build(load_config("configs/caption.py:tiny", []), str(tmp_path)).init(jax.random.key(0))
-    assert not np.array_equal(np.asarray(fresh.params["vision"]["conv0"]["kernel"]), np.asarray(theirs["conv0"]["kernel"]))
+    config = load_config("configs/caption.py:tiny", ["train.progress_bar=false", f"model.vision_from={tiny_clip_run}"])
+    start = captioner_task.build(config, str(tmp_path)).init(jax.random.key(0)).params
+    assert same_arrays(start["vision"], theirs)
+    # Frozen (ClipCap): after training the encoder is still the contrastive run's (no update, no
+    # weight decay), while the decoder moved.
+    train_tiny_run("caption.py:tiny", str(tmp_path / "frozen"), f"model.vision_from={tiny_clip_run}",
+                   "model.freeze_vision=true")
+    trained = restore_params(str(tmp_path / "frozen"), task="caption").params
+    assert same_arrays(trained["vision"], theirs) and not same_arrays(trained["bridge"], start["bridge"])
     for override, message in (("model.cnn_widths=(8, 8)", r"has another image encoder \(cnn, cnn_widths \(8, 16\).*conv1"),
                               ("data.image_size=24", r"was trained on \(16, 16, 3\) images, this run has \(24, 24, 3\)")):
         bad = load_config("configs/caption.py:tiny", [f"model.vision_from={tiny_clip_run}", override])

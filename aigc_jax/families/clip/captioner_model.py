@@ -43,6 +43,7 @@ class Captioner(nn.Module):
     cnn_widths: tuple = (32, 64, 128)
     cnn_convs_per_stage: int = 1
     global_image: bool = True
+    freeze_vision: bool = False  # the encoder's outputs carry no gradient (its optimizer: captioner_task)
 
     @property
     def head_dim(self) -> int:
@@ -69,6 +70,8 @@ class Captioner(nn.Module):
 
     def encode(self, images):
         pooled, tokens = self.vision(images)
+        if self.freeze_vision:
+            pooled, tokens = jax.lax.stop_gradient((pooled, tokens))
         memory = self.bridge(tokens)
         if self.global_image:
             memory = jnp.concatenate([self.global_bridge(pooled)[:, None], memory], axis=1)
@@ -113,4 +116,5 @@ def from_config(model_config, vocab_size: int) -> Captioner:
                      width=m.width, vision_depth=m.vision_depth, decoder_depth=m.decoder_depth,
                      num_heads=m.num_heads, patch_size=m.patch_size, cnn_widths=tuple(m.cnn_widths),
                      cnn_convs_per_stage=m.cnn_convs_per_stage,
-                     global_image=m.get("global_image", False))  # runs saved before the field: cross-attention only
+                     global_image=m.get("global_image", False),  # runs saved before the field: cross-attention only
+                     freeze_vision=m.get("freeze_vision", False))

@@ -50,7 +50,7 @@ FIELD_RULES = {
     "model.cnn_convs_per_stage": rules.at_least(1),
     "eval.retrieval_pairs": rules.at_least(1), "eval.zero_shot_images": rules.at_least(1),
     "eval.caption_images": rules.at_least(0), "eval.beam_width": rules.at_least(1), "eval.clip_workdir": rules.TEXT,
-    "model.vision_from": rules.TEXT,
+    "model.vision_from": rules.TEXT, "model.freeze_vision": rules.FLAG, "model.global_image": rules.FLAG,
 }
 FACTORS = ("shape", "colour", "size", "background", "pair")
 
@@ -171,6 +171,9 @@ def build(config, workdir: str) -> Task:
     model = from_config(config.model, data.vocab.size)
     length = config.model.max_text_length
     tx, schedule = make_optimizer(config.optimizer, config.train.num_steps)
+    if config.model.freeze_vision:  # no updates and no weight decay for the image encoder (ClipCap's frozen CLIP)
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                                   lambda params: {k: "frozen" if k == "vision" else "train" for k in params})
     image_shape = data.image_shape
 
     def init_params(rng):
@@ -230,7 +233,8 @@ def build(config, workdir: str) -> Task:
         items_per_step=config.train.batch_size,
         item_name="captions",
         description=(f"{data.description}; captioner: {m.image_encoder} image encoder"
-                     f"{f' from {m.vision_from}' if m.vision_from else ''}, {m.decoder_depth} decoder "
+                     f"{f' from {m.vision_from}' if m.vision_from else ''}{' (frozen)' if m.freeze_vision else ''}, "
+                     f"{m.decoder_depth} decoder "
                      f"blocks of width {m.width}; vocabulary {data.vocab.size} words"),
         on_eval=on_eval,
     )
