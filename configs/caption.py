@@ -8,6 +8,8 @@ Variants (`--config=configs/caption.py:VARIANT`, several joined by commas):
           contrastive model's encoder, configs/clip.py).
   tiny    a few steps of a very small model (tests).
 CLIP score of the captions: --config.eval.clip_workdir=WORKDIR of a trained configs/clip.py run.
+From a trained contrastive encoder, kept fixed (ClipCap's recipe; the one that reads shape, see
+experiments/results/multimodal.md): --config.model.vision_from=WORKDIR --config.model.freeze_vision=True.
 Your own pairs: --config.data.pairs_path=captions.tsv (image<TAB>caption per line, or .jsonl).
 """
 import ml_collections
