@@ -7,15 +7,17 @@ Transformer: an image encoder's tokens in place of an encoder-decoder's source t
       normalised mean cell), projected by its own layer, goes first;
   decode(inputs [B, T], encoded) -> logits [B, T, V]: token and learned position embeddings
       (with `global_image`, plus that first, global token at every position: "par-inject",
-      Tanti et al. 2018), pre-norm decoder blocks (causal self-attention, cross-attention over the image tokens,
-      MLP; aigc_jax/nn/encoder_decoder.py), a final norm, the output tied to the token table.
+      Tanti et al. 2018), pre-norm decoder blocks (causal self-attention, cross-attention over
+      the image tokens, MLP; aigc_jax/nn/encoder_decoder.py), a final norm, the output tied to
+      the token table.
 Trained by maximum likelihood, log p(y | image) = sum_t log p(y_t | y_<t, image), with teacher
 forcing. Why the global token: cross-attention alone starts from a uniform average over the
 CNN's cells, and in 1,500 steps it learned to read count and size only; with the pooled vector
 added to the inputs the same budget reads colour too (the ViT's also background), and shape
 once the encoder is a frozen contrastive one (`vision_from`, `freeze_vision`; the numbers:
-experiments/results/multimodal.md, "Captioning"). Decoding runs cached (init_cache: the image's cross-attention keys and values projected
-once per image, a self-attention cache per layer): captioner_decoding.py.
+experiments/results/multimodal.md, "Captioning"). Decoding runs cached (init_cache: the
+image's cross-attention keys and values projected once per image, a self-attention cache per
+layer): captioner_decoding.py.
 """
 from __future__ import annotations
 
