@@ -27,8 +27,8 @@ WORD_KINDS = {
     "shape": set(shapes.SHAPES),
     "size": set(shapes.SIZES),
     "background": set(shapes.BACKGROUNDS),
-    "count": {"one", "two", "three"},
-    "relation": {"above", "below", "left", "right"},
+    "count": set(shapes.NUMBER_WORDS[1:4]),  # the default world's 1-3 objects
+    "relation": {phrase.split()[0] for phrase in shapes.RELATIONS},  # "left" of "left of"
 }
 KINDS = (*WORD_KINDS, "other")
 

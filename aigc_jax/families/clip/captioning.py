@@ -42,13 +42,12 @@ def caption_image(workdir: str, image_path: str, *, beam: int = 4, length_penalt
 def grounding(workdir: str, batch_size: int = 100) -> dict:
     """{test set name: caption_grounding table} of a captioner run on its own test pairs (the
     seen and, on the shapes world, the held-out sets), from the newest checkpoint."""
+    from aigc_jax.config import load_saved_config
     from aigc_jax.families.clip import caption_grounding
-    restored = restore_params(workdir, task="caption")
-    config = restored.config
-    data = clip_data.load_caption_data(config)
-    model = from_config(config.model, data.vocab.size)
+    model, params, vocab, _ = load(workdir)
+    config = load_saved_config(workdir)
     length = config.model.max_text_length
-    logits_of = jax.jit(lambda images, inputs: model.apply({"params": restored.params}, images, inputs))
+    logits_of = jax.jit(lambda images, inputs: model.apply({"params": params}, images, inputs))
     return {pairs.name: caption_grounding.grounding_table(
-                logits_of, data.vocab, clip_data.fixed_batches(pairs, data.vocab, length, batch_size))
-            for pairs in data.retrieval_sets}
+                logits_of, vocab, clip_data.fixed_batches(pairs, vocab, length, batch_size))
+            for pairs in clip_data.load_caption_data(config).retrieval_sets}
