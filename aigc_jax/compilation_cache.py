@@ -15,6 +15,8 @@ import os
 import sys
 from typing import Optional
 
+from aigc_jax import threefry_cpu
+
 ENV = "AIGC_JAX_COMPILATION_CACHE"
 OFF = "off"
 
@@ -32,8 +34,10 @@ def resolve(setting: str = "") -> Optional[str]:
 
 def enable(setting: str = "") -> Optional[str]:
     """Turns the cache on (every compilation, however short, is kept) and returns its directory,
-    or leaves it off and returns None. Call before the first compilation."""
+    or leaves it off and returns None. Call before the first compilation. Either way it also
+    selects the fast-compiling random-number lowering on CPU (threefry_cpu.py; same bits)."""
     import jax
+    threefry_cpu.use_unrolled_lowering()
     directory = resolve(setting)
     if directory is not None:
         try:

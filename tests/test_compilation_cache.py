@@ -20,16 +20,21 @@ def test_the_environment_beats_the_config_which_beats_the_default(monkeypatch, t
 
 
 def test_a_training_command_fills_the_cache_and_off_writes_nothing(tmp_path):
-    def train(cache_setting, workdir):
-        env = dict(os.environ, **{compilation_cache.ENV: cache_setting})
-        subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config_path('markov_lm.py:tiny')}",
-                        f"--workdir={workdir}", "--config.train.progress_bar=false"],
-                       cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     cache = tmp_path / "cache"
-    train(str(cache), tmp_path / "run")
+    env = dict(os.environ, **{compilation_cache.ENV: str(cache)})
+    subprocess.run([sys.executable, "-m", "experiments.train", f"--config={config_path('markov_lm.py:tiny')}",
+                    f"--workdir={tmp_path / 'run'}", "--config.train.progress_bar=false"],
+                   cwd=REPO, env=env, check=True, capture_output=True, timeout=300)
     assert len(os.listdir(cache)) > 2  # at least the train and eval steps
-    train("off", tmp_path / "run_off")
-    assert not (tmp_path / "run_off" / "cache").exists() and (tmp_path / "run_off" / "summary.json").exists()
+    # "off": nothing reaches the default location either (what `enable` leaves JAX with decides it for
+    # every entry point; a compilation in that process then writes nowhere)
+    env = dict(os.environ, **{compilation_cache.ENV: "off", "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+    code = ("import jax; from aigc_jax import compilation_cache as c; assert c.enable() is None; "
+            "jax.jit(lambda x: x * 2)(1.0).block_until_ready(); print(jax.config.jax_enable_compilation_cache)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+    assert not (tmp_path / "xdg").exists()
 
 
 def test_an_unwritable_cache_location_runs_without_the_cache(tmp_path):

@@ -11,6 +11,7 @@ import os
 
 import jax
 
+from aigc_jax import threefry_cpu
 from aigc_jax.config import ConfigError
 from aigc_jax.train import loop
 from aigc_jax.train.task import Task
@@ -52,6 +53,7 @@ def build_task(config, workdir: str) -> Task:
     """The family's Task for `config`. A workdir that holds a run whose model differs is
     refused (by field) before the family reads or writes anything in it."""
     module = task_module(config.task)
+    threefry_cpu.use_unrolled_lowering()  # compile speed only; entry points have done it already
     check_config(config)  # before the family builds anything from it
     if workdir:
         loop.check_resume_config(workdir, config, module.MODEL_FIELDS)
