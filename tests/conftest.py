@@ -62,6 +62,15 @@ def config_path(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_clip_run(tmp_path_factory) -> str:
+    """A tiny contrastive run (configs/clip.py:tiny) for the CLIP and captioner tests; the tests that
+    use it name the xdist_group "tiny_clip_run", so one worker trains it once."""
+    workdir = str(tmp_path_factory.mktemp("clip") / "run")
+    train_tiny_run("clip.py:tiny", workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def tiny_chat_base(tmp_path_factory) -> str:
     """A tiny base LM run (the standard-library corpus) with a context long enough for the chat
     stages' tiny conversations."""

@@ -126,18 +126,12 @@ def test_caption_scores_parse_captions_back_to_the_scene():
     assert scores["single_seen_colour"] == pytest.approx(1 / 3) and scores["single_seen_shape"] == pytest.approx(2 / 3)
 
 
-@pytest.fixture(scope="module")
-def tiny_clip_run(tmp_path_factory) -> str:
-    workdir = str(tmp_path_factory.mktemp("clip") / "run")
-    train_tiny_run("clip.py:tiny", workdir)
-    return workdir
-
-
 def same_arrays(a, b) -> bool:
     same = jax.tree_util.tree_map(lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b)
     return jax.tree_util.tree_structure(a) == jax.tree_util.tree_structure(b) and all(jax.tree_util.tree_leaves(same))
 
 
+@pytest.mark.xdist_group("tiny_clip_run")
 def test_a_captioner_starts_from_a_contrastive_runs_image_encoder_and_refuses_one_that_differs(tiny_clip_run, tmp_path):
     theirs = restore_params(tiny_clip_run, task="clip").params["vision"]
     config = load_config("configs/caption.py:tiny", ["train.progress_bar=false", f"model.vision_from={tiny_clip_run}"])
@@ -156,6 +150,7 @@ def test_a_captioner_starts_from_a_contrastive_runs_image_encoder_and_refuses_on
             captioner_task.build(bad, str(tmp_path))
 
 
+@pytest.mark.xdist_group("tiny_clip_run")
 def test_a_trained_run_captions_any_image_from_the_command_line(tiny_clip_run, tmp_path):
     from aigc_jax.families.clip.captioning import caption_image
     workdir, clip_run = str(tmp_path / "run"), tiny_clip_run

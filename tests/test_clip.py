@@ -236,32 +236,27 @@ def test_eight_devices_compute_the_single_device_steps_with_gathered_embeddings(
     assert result["max_diff"] < 1e-4, result
 
 
-@pytest.fixture(scope="module")
-def trained_tiny(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("clip") / "run")
-    train_tiny_run("clip.py:tiny", workdir)
-    return workdir
-
-
-def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(trained_tiny, tmp_path):
+@pytest.mark.xdist_group("tiny_clip_run")
+def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(tiny_clip_run, tmp_path):
     from experiments import clip as clip_cli
-    text = clip_cli.table([trained_tiny], markdown=True)
+    text = clip_cli.table([tiny_clip_run], markdown=True)
     assert "zs held-out pair" in text and "| 0.031 |" in text  # chance of the 32 pairs
-    last = clip_cli.final_eval(trained_tiny)
+    last = clip_cli.final_eval(tiny_clip_run)
     assert 0.0 <= last["seen_i2t_r@5"] <= 1.0 and last["step"] == 6
-    twice = clip_cli.table([trained_tiny, trained_tiny], markdown=True, mean=True).splitlines()
+    twice = clip_cli.table([tiny_clip_run, tiny_clip_run], markdown=True, mean=True).splitlines()
     assert "swap held-out" in twice[0] and twice[-1].startswith("| mean +- sd (2 runs)")
     assert f"| {last['heldout_swap_shape']:.3f} +- 0.000 |" in twice[-1]
     Image.fromarray(np.zeros((40, 30, 3), np.uint8)).save(tmp_path / "any.png")
     texts = ["a small red circle", "a large blue star on a grey background", "two objects on a navy background"]
-    ranked = clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), texts)
+    ranked = clip_cli.rank_texts(tiny_clip_run, str(tmp_path / "any.png"), texts)
     assert sorted(t for _, t in ranked) == sorted(texts) and abs(sum(p for p, _ in ranked) - 1.0) < 1e-5
     assert [p for p, _ in ranked] == sorted((p for p, _ in ranked), reverse=True)
     with pytest.raises(captions.UnknownWordError, match="purple"):
-        clip_cli.rank_texts(trained_tiny, str(tmp_path / "any.png"), ["a purple circle", "a red circle"])
+        clip_cli.rank_texts(tiny_clip_run, str(tmp_path / "any.png"), ["a purple circle", "a red circle"])
 
 
-def test_linear_probe_separates_separable_features_and_reports_every_factor(trained_tiny, tmp_path):
+@pytest.mark.xdist_group("tiny_clip_run")
+def test_linear_probe_separates_separable_features_and_reports_every_factor(tiny_clip_run, tmp_path):
     from aigc_jax.families.clip import linear_probe
     from experiments import clip as clip_cli
     rng = np.random.default_rng(3)
@@ -271,7 +266,7 @@ def test_linear_probe_separates_separable_features_and_reports_every_factor(trai
     supervised = str(tmp_path / "supervised")
     summary = train_tiny_run("clip.py:tiny,supervised", supervised)
     assert summary["eval_metric"] == "mean_error" and 0.0 <= summary["final_eval"]["shape_acc"] <= 1.0
-    text = clip_cli.probe_table([trained_tiny, supervised], train_count=96, test_count=32, markdown=True)
+    text = clip_cli.probe_table([tiny_clip_run, supervised], train_count=96, test_count=32, markdown=True)
     rows = text.splitlines()
     assert len(rows) == 6 and "clip (step 6)" in rows[2] and "initialisation" in rows[3]
     assert "clip_supervised (step 6)" in rows[4]
