@@ -73,7 +73,8 @@ def tiny_clip_run(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def tiny_chat_base(tmp_path_factory) -> str:
     """A tiny base LM run (the standard-library corpus) with a context long enough for the chat
-    stages' tiny conversations."""
+    stages' tiny conversations. Tests using it or the runs built on it name the xdist_group
+    "tiny_chat", so one worker trains them once."""
     workdir = str(tmp_path_factory.mktemp("chat_base") / "run")
     train_tiny_run("gpt_char.py:tiny", workdir, "model.context_length=192")
     return workdir

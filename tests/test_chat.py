@@ -14,6 +14,8 @@ from aigc_jax.families.chat import instructions as ins
 from aigc_jax.families.chat import objectives as obj
 from aigc_jax.families.chat.template import ChatTokenizer, prompt_ids, render
 
+pytestmark = pytest.mark.xdist_group("tiny_chat")  # one worker trains the session's tiny chat runs once
+
 
 @pytest.fixture(scope="module")
 def chat_tokenizer():

@@ -65,7 +65,13 @@ def leaves(tree):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.fixture(params=ROWS, ids=lambda row: row.name)
+def uses_chat_runs(row: Row) -> bool:
+    return row.needs_chat_base or row.needs_chat_sft or row.needs_chat_rm
+
+
+# the chat rows share the session's tiny chat runs with tests/test_chat.py: one worker trains them once
+@pytest.fixture(params=[pytest.param(r, marks=pytest.mark.xdist_group("tiny_chat")) if uses_chat_runs(r) else r
+                        for r in ROWS], ids=lambda row: row.name)
 def row(request):
     return request.param
 
