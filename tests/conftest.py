@@ -71,6 +71,16 @@ def tiny_clip_run(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_supervised_run(tmp_path_factory) -> str:
+    """The tiny contrastive run's image encoder trained on the shapes world's labels instead
+    (configs/clip.py:tiny,supervised): the linear probes' and the captioner's supervised baseline.
+    Its tests name the xdist_group "tiny_clip_run" too."""
+    workdir = str(tmp_path_factory.mktemp("clip_supervised") / "run")
+    train_tiny_run("clip.py:tiny,supervised", workdir)
+    return workdir
+
+
+@pytest.fixture(scope="session")
 def tiny_chat_base(tmp_path_factory) -> str:
     """A tiny base LM run (the standard-library corpus) with a context long enough for the chat
     stages' tiny conversations. Tests using it or the runs built on it name the xdist_group

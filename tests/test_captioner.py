@@ -2,6 +2,8 @@
 the shared decoders, a model that memorises a few captions writes them back, the global image
 vector reaching every position, scoring captions by parsing them, and the command line on a
 trained run."""
+import json
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -148,6 +150,20 @@ def test_a_captioner_starts_from_a_contrastive_runs_image_encoder_and_refuses_on
         bad = load_config("configs/caption.py:tiny", [f"model.vision_from={tiny_clip_run}", override])
         with pytest.raises(ConfigError, match=message):
             captioner_task.build(bad, str(tmp_path))
+
+
+@pytest.mark.xdist_group("tiny_clip_run")
+def test_a_captioner_starts_from_a_supervised_runs_encoder_and_refuses_other_tasks(tiny_supervised_run, tmp_path):
+    theirs = restore_params(tiny_supervised_run, task="clip_supervised").params["vision"]
+    config = load_config("configs/caption.py:tiny", [f"model.vision_from={tiny_supervised_run}"])
+    assert same_arrays(captioner_task.build(config, str(tmp_path)).init(jax.random.key(0)).params["vision"], theirs)
+    other = tmp_path / "lm_run"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"task": "lm"}))
+    bad = load_config("configs/caption.py:tiny", [f"model.vision_from={other}"])
+    with pytest.raises(ConfigError, match=r"holds a 'lm' run; the captioner's encoder starts from one of \('clip', "
+                                          r"'clip_supervised'\)"):
+        captioner_task.build(bad, str(tmp_path))
 
 
 @pytest.mark.xdist_group("tiny_clip_run")

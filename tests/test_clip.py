@@ -16,7 +16,7 @@ from aigc_jax.data import shapes
 from aigc_jax.data.text import DataError
 from aigc_jax.families.clip import data as clip_data
 from aigc_jax.families.clip import losses, model as clip_model, zero_shot
-from tests.conftest import config_path, train_tiny_run
+from tests.conftest import config_path
 from tests.test_parallel import run_worker
 
 
@@ -256,17 +256,16 @@ def test_a_trained_run_reports_its_table_and_ranks_texts_for_any_image(tiny_clip
 
 
 @pytest.mark.xdist_group("tiny_clip_run")
-def test_linear_probe_separates_separable_features_and_reports_every_factor(tiny_clip_run, tmp_path):
+def test_linear_probe_separates_separable_features_and_reports_every_factor(tiny_clip_run, tiny_supervised_run):
     from aigc_jax.families.clip import linear_probe
     from experiments import clip as clip_cli
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 300)
     x = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.3
     assert linear_probe.fit_and_score(x[:200], y[:200], {"test": (x[200:], y[200:])})["test"] == 1.0
-    supervised = str(tmp_path / "supervised")
-    summary = train_tiny_run("clip.py:tiny,supervised", supervised)
+    summary = json.load(open(f"{tiny_supervised_run}/summary.json"))
     assert summary["eval_metric"] == "mean_error" and 0.0 <= summary["final_eval"]["shape_acc"] <= 1.0
-    text = clip_cli.probe_table([tiny_clip_run, supervised], train_count=96, test_count=32, markdown=True)
+    text = clip_cli.probe_table([tiny_clip_run, tiny_supervised_run], train_count=96, test_count=32, markdown=True)
     rows = text.splitlines()
     assert len(rows) == 6 and "clip (step 6)" in rows[2] and "initialisation" in rows[3]
     assert "clip_supervised (step 6)" in rows[4]

@@ -27,6 +27,7 @@ import numpy as np
 import optax
 
 from aigc_jax import config_rules as rules
+from aigc_jax import config as config_lib
 from aigc_jax.config import ConfigError
 from aigc_jax.data import captions as caption_lib
 from aigc_jax.data import shapes
@@ -63,13 +64,22 @@ def check_config(config) -> None:
     clip_data.check_data_config(config)
 
 
-def contrastive_image_encoder(workdir: str, image_shape: tuple, expected) -> dict:
+PRETRAINED_ENCODER_TASKS = ("clip", "clip_supervised")
+
+
+def pretrained_image_encoder(workdir: str, image_shape: tuple, expected) -> dict:
     """The image encoder's parameters of a trained configs/clip.py run, to start the captioner's
     from (`model.vision_from`; ClipCap, Mokady et al. 2021, and BLIP start from a contrastive
-    encoder too). `expected`: the captioner's own encoder parameters (or their shapes); a run
-    with another encoder or input size is a ConfigError naming what differs."""
+    encoder too): a contrastive run, or a `:supervised` one (the same encoder trained on the
+    shapes world's labels: the captioner's supervised baseline). `expected`: the captioner's own
+    encoder parameters (or their shapes); a run of another task, with another encoder or input
+    size is a ConfigError naming what differs."""
     from aigc_jax.train.restore import restore_params
-    restored = restore_params(workdir, task="clip")
+    task = config_lib.load_saved_config(workdir).get("task")
+    if task not in PRETRAINED_ENCODER_TASKS:
+        raise ConfigError(f"model.vision_from={workdir!r} holds a {task!r} run; the captioner's encoder starts from "
+                          f"one of {PRETRAINED_ENCODER_TASKS}")
+    restored = restore_params(workdir, task=task)
     theirs = tuple(clip_data.load_input_shape(workdir))
     if theirs != tuple(image_shape):
         raise ConfigError(f"model.vision_from={workdir!r} was trained on {theirs} images, this run has {tuple(image_shape)}")
@@ -182,7 +192,7 @@ def build(config, workdir: str) -> Task:
     pretrained = None
     if config.model.vision_from:
         expected = jax.eval_shape(init_params, jax.random.key(0))["vision"]
-        pretrained = contrastive_image_encoder(config.model.vision_from, image_shape, expected)
+        pretrained = pretrained_image_encoder(config.model.vision_from, image_shape, expected)
 
     def init(rng):
         params = init_params(rng)
