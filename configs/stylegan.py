@@ -45,7 +45,7 @@ def tiny(config):
     config.data.update(num_train=256, num_test=128, image_size=16)
     config.model.update(z_dim=16, w_dim=16, mapping_layers=2, channel_base=64, channel_max=8)
     config.train.update(num_steps=8, batch_size=8, log_every=4, eval_every=4, checkpoint_every=4)
-    config.loss.update(r1_interval=2, pl_interval=2)
+    config.loss.update(r1_interval=3, pl_interval=2)  # in 4 steps both lazy terms run, apart and together
     config.eval.update(num_samples=64, batch_size=32, grid_samples=16, classifier_steps=30, ppl_samples=0,
                        separability_samples=0, factor_classifier_steps=20, factor_classifier_scenes=256)
 

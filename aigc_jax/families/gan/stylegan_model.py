@@ -79,7 +79,9 @@ class EqualDense(nn.Module):
         kernel = self.param("kernel", normal_init(self.lr_mul), (x.shape[-1], self.features))
         y = x @ (kernel * (self.lr_mul / math.sqrt(x.shape[-1])))
         if self.use_bias:
-            bias = self.param("bias", lambda key, shape: jnp.full(shape, self.bias_init), (self.features,))
+            # float32 explicitly: a Python fill value makes a weakly typed array, and the loop compiles
+            # its step for the strongly typed state it restores (tests/test_family_contract.py)
+            bias = self.param("bias", lambda key, shape: jnp.full(shape, self.bias_init, jnp.float32), (self.features,))
             y = y + bias * self.lr_mul
         return y
 
