@@ -56,7 +56,7 @@ def get_config(arg=None):
     config.model.cnn_widths = (32, 64, 128)
     config.model.cnn_convs_per_stage = 2  # 3x3 convolutions per resolution (the extra ones residual)
     config.model.max_text_length = 32  # BOS to EOS
-    config.model.vision_from = ""  # a trained configs/clip.py run: its image encoder starts the captioner's
+    config.model.vision_from = ""  # a trained configs/clip.py run (or :supervised): its image encoder starts the captioner's
     config.model.freeze_vision = False  # train the decoder only (with vision_from: ClipCap's frozen encoder)
     config.model.global_image = True  # the pooled image vector added to every decoder input (captioner_model.py)
 
