@@ -12,7 +12,7 @@ import optax
 import pytest
 from PIL import Image
 
-from aigc_jax.config import ConfigError, load_config
+from aigc_jax.config import SAVED_CONFIG_FILE, ConfigError, load_config
 
 from aigc_jax.data import captions
 from aigc_jax.data import shapes
@@ -159,7 +159,7 @@ def test_a_captioner_starts_from_a_supervised_runs_encoder_and_refuses_other_tas
     assert same_arrays(captioner_task.build(config, str(tmp_path)).init(jax.random.key(0)).params["vision"], theirs)
     other = tmp_path / "lm_run"
     other.mkdir()
-    (other / "config.json").write_text(json.dumps({"task": "lm"}))
+    (other / SAVED_CONFIG_FILE).write_text(json.dumps({"task": "lm"}))
     bad = load_config("configs/caption.py:tiny", [f"model.vision_from={other}"])
     with pytest.raises(ConfigError, match=r"holds a 'lm' run; the captioner's encoder starts from one of \('clip', "
                                           r"'clip_supervised'\)"):

@@ -263,7 +263,9 @@ def test_linear_probe_separates_separable_features_and_reports_every_factor(tiny
     y = rng.integers(0, 3, 300)
     x = np.eye(3)[y] * 5 + rng.standard_normal((300, 3)) * 0.3
     assert linear_probe.fit_and_score(x[:200], y[:200], {"test": (x[200:], y[200:])})["test"] == 1.0
-    summary = json.load(open(f"{tiny_supervised_run}/summary.json"))
+    from aigc_jax.files import read_json
+    from aigc_jax.train.loop import SUMMARY_FILE
+    summary = read_json(f"{tiny_supervised_run}/{SUMMARY_FILE}", "run summary")
     assert summary["eval_metric"] == "mean_error" and 0.0 <= summary["final_eval"]["shape_acc"] <= 1.0
     text = clip_cli.probe_table([tiny_clip_run, tiny_supervised_run], train_count=96, test_count=32, markdown=True)
     rows = text.splitlines()
