@@ -119,7 +119,17 @@ def test_lazy_regularisation_corrects_rate_and_betas():
     assert section.learning_rate == pytest.approx(0.002 * 16 / 17)
     assert section.beta2 == pytest.approx(0.99 ** (16 / 17)) and section.beta1 == 0.0
     assert st.lazy_optimizer(stylegan_adam(0.002), 16, False).learning_rate == 0.002
-    assert st.ema_decay_of(32, 10.0) ** (10000 / 32) == pytest.approx(0.5)
+
+
+
+def test_generator_ema_half_life_and_ramp_up():
+    late = 10 ** 6  # the ramp no longer binds
+    assert float(st.ema_decay_at(late, 32, 10.0, 0.0)) ** (10000 / 32) == pytest.approx(0.5, rel=1e-4)
+    assert float(st.ema_decay_at(late, 32, 10.0, 0.05)) == float(st.ema_decay_at(late, 32, 10.0, 0.0))
+    # step 100 with ramp-up 0.05: half-life 0.05 * 3,200 images seen = 160 images = 5 steps
+    assert float(st.ema_decay_at(100, 32, 10.0, 0.05)) ** 5 == pytest.approx(0.5, rel=1e-4)
+    assert float(st.ema_decay_at(0, 32, 10.0, 0.05)) == 0.0  # the first step copies the generator
+    assert float(st.ema_decay_at(100, 32, 0.0, 0.05)) == 0.0  # EMA off
 
 
 def test_minibatch_stddev_is_the_group_standard_deviation():
@@ -199,3 +209,14 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     # zero up to the float32 cancellation of E[ff^T] - E[f]E[f]^T
     assert at_zero["feature_spread"] < 1e-3 * at_one["feature_spread"]
     assert "factor_match" in at_one and "frechet_distance" in at_one
+
+
+def test_stylegan_and_dcgan_mnist_runs_share_one_judge():
+    """The comparison in experiments/results/stylegan.md is only fair if both runs' Frechet distances
+    live in one feature space: the same images (MNIST at 32x32) and the same classifier settings."""
+    from configs import dcgan, stylegan
+    style, dc = stylegan.get_config("mnist"), dcgan.get_config("mnist")
+    assert style.data.path == dc.data.path and style.data.labels_path == dc.data.labels_path
+    assert style.data.test_fraction == dc.data.test_fraction
+    assert style.eval.classifier_steps == dc.eval.classifier_steps
+    assert style.eval.classifier_cache == dc.eval.classifier_cache

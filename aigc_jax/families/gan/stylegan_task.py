@@ -8,8 +8,10 @@ One jit-compiled step, in the paper's phase order:
   G reg    every `loss.pl_interval` (4) steps: lazy path-length regularisation on w,
            pl_weight * interval * E[(||J_w^T y||_2 - a)^2], y ~ N(0, I) / sqrt(H W), with a the
            running mean of the lengths (decay `loss.pl_decay`), on batch / `loss.pl_batch_shrink`;
-  EMA      generator weights (half-life `train.ema_kimg` thousand images) and w_avg (decay
-           `train.w_avg_decay`), the centre the truncation trick pulls towards.
+  EMA      generator weights (half-life `train.ema_kimg` thousand images, capped at
+           `train.ema_rampup` times the images seen so far, as the paper's code does for its
+           small-data configs) and w_avg (decay `train.w_avg_decay`), the centre the
+           truncation trick pulls towards.
 Style mixing regularisation (`loss.style_mixing`, 0.9): with that probability a batch's ws take
 layers [cutoff, num_ws) from a second latent, cutoff ~ U{1, ..., num_ws - 1} (one per batch).
 Lazy regularisation's correction (the paper's appendix B): an optimizer whose player has a lazy
@@ -60,7 +62,7 @@ FIELD_RULES = {
     "loss.r1_gamma": rules.NON_NEGATIVE, "loss.r1_interval": rules.at_least(1),
     "loss.pl_weight": rules.NON_NEGATIVE, "loss.pl_interval": rules.at_least(1), "loss.pl_decay": rules.FRACTION,
     "loss.pl_batch_shrink": rules.at_least(1), "loss.style_mixing": rules.Range(0, 1),
-    "train.ema_kimg": rules.NON_NEGATIVE, "train.w_avg_decay": rules.FRACTION,
+    "train.ema_kimg": rules.NON_NEGATIVE, "train.ema_rampup": rules.NON_NEGATIVE, "train.w_avg_decay": rules.FRACTION,
     "eval.num_samples": rules.at_least(1), "eval.grid_samples": rules.at_least(1),
     "eval.classifier_steps": rules.at_least(0), "eval.classifier_cache": rules.TEXT,
     "eval.factor_classifier_steps": rules.at_least(1), "eval.factor_classifier_scenes": rules.at_least(1),
@@ -87,7 +89,9 @@ class StyleGame:
     pl_decay: float
     pl_batch_shrink: int
     style_mixing: float
-    ema_decay: float
+    batch_size: int
+    ema_kimg: float
+    ema_rampup: float
     w_avg_decay: float
 
     def mapping(self, g_params, z):
@@ -204,7 +208,7 @@ def train_step(state: TrainState, batch, rng, *, game: StyleGame):
         metrics["pl_mean"] = pl_mean
     metrics.update(last)
 
-    decay = game.ema_decay
+    decay = ema_decay_at(step, game.batch_size, game.ema_kimg, game.ema_rampup)
     ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.extra["ema"], g_params)
     w_avg = game.w_avg_decay * state.extra["w_avg"] + (1.0 - game.w_avg_decay) * w_mean
     metrics.update(g_learning_rate=game.g_schedule(step), d_learning_rate=game.d_schedule(step))
@@ -240,9 +244,17 @@ def lazy_optimizer(section, interval: int, active: bool):
     return section
 
 
-def ema_decay_of(batch_size: int, ema_kimg: float) -> float:
-    """Per-step decay whose half-life is ema_kimg thousand images: 0.5 ** (batch / (1000 ema_kimg))."""
-    return 0.5 ** (batch_size / (1000.0 * ema_kimg)) if ema_kimg > 0 else 0.0
+def ema_decay_at(step, batch_size: int, ema_kimg: float, rampup: float):
+    """The generator EMA's decay at `step` (the images seen before it: step * batch_size): the
+    half-life is ema_kimg thousand images, or rampup times the images seen when that is shorter
+    (rampup 0: no ramp). Early in training the EMA then follows the generator closely instead of
+    averaging in its random initialisation for thousands of images."""
+    if ema_kimg <= 0:
+        return jnp.zeros((), jnp.float32)
+    half_life = jnp.asarray(1000.0 * ema_kimg, jnp.float32)
+    if rampup > 0:
+        half_life = jnp.minimum(half_life, jnp.asarray(step, jnp.float32) * (batch_size * rampup))
+    return jnp.where(half_life > 0, 0.5 ** (batch_size / jnp.maximum(half_life, 1e-8)), 0.0)
 
 
 def check_config(config) -> None:
@@ -268,7 +280,8 @@ def build_game(config, image_shape: tuple) -> StyleGame:
                      d_schedule=d_schedule, z_dim=m.z_dim, num_ws=num_ws(size), r1_gamma=loss.r1_gamma,
                      r1_interval=loss.r1_interval, pl_weight=loss.pl_weight, pl_interval=loss.pl_interval,
                      pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink, style_mixing=loss.style_mixing,
-                     ema_decay=ema_decay_of(train_cfg.batch_size, train_cfg.ema_kimg),
+                     batch_size=train_cfg.batch_size, ema_kimg=train_cfg.ema_kimg,
+                     ema_rampup=train_cfg.ema_rampup,
                      w_avg_decay=train_cfg.w_avg_decay)
 
 
@@ -326,7 +339,8 @@ def build(config, workdir: str) -> Task:
         [f"R1 gamma {loss.r1_gamma:g} every {loss.r1_interval}" if loss.r1_gamma else "no R1",
          f"path length {loss.pl_weight:g} every {loss.pl_interval}" if loss.pl_weight else "no path length",
          f"style mixing {loss.style_mixing:g}" if loss.style_mixing else "no style mixing",
-         f"EMA {game.ema_decay:.5f}" if game.ema_decay else "no EMA"])
+         (f"EMA half-life {game.ema_kimg:g}k images" + (f" (ramp-up {game.ema_rampup:g})" if game.ema_rampup else ""))
+         if game.ema_kimg else "no EMA"])
     return Task(
         model_fields=MODEL_FIELDS,
         init=init,
