@@ -209,6 +209,14 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     # zero up to the float32 cancellation of E[ff^T] - E[f]E[f]^T
     assert at_zero["feature_spread"] < 1e-3 * at_one["feature_spread"]
     assert "factor_match" in at_one and "frechet_distance" in at_one
+    # a run saved before train.ema_rampup existed reads back as it trained: without the ramp
+    import json
+    from aigc_jax.config import SAVED_CONFIG_FILE
+    saved_path = tmp_path / SAVED_CONFIG_FILE
+    saved = json.loads(saved_path.read_text())
+    assert trained.game.ema_rampup == saved["train"].pop("ema_rampup") > 0
+    saved_path.write_text(json.dumps(saved))
+    assert st.load_trained(str(tmp_path)).game.ema_rampup == 0.0
 
 
 def test_stylegan_and_dcgan_mnist_runs_share_one_judge():

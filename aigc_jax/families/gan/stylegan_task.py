@@ -281,7 +281,7 @@ def build_game(config, image_shape: tuple) -> StyleGame:
                      r1_interval=loss.r1_interval, pl_weight=loss.pl_weight, pl_interval=loss.pl_interval,
                      pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink, style_mixing=loss.style_mixing,
                      batch_size=train_cfg.batch_size, ema_kimg=train_cfg.ema_kimg,
-                     ema_rampup=train_cfg.ema_rampup,
+                     ema_rampup=train_cfg.get("ema_rampup", 0.0),  # runs saved before the field had no ramp
                      w_avg_decay=train_cfg.w_avg_decay)
 
 
