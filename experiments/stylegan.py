@@ -59,7 +59,17 @@ def main(overrides):
         save_image_grid(rows.reshape((-1,) + rows.shape[2:]), os.path.join(out, f"interpolation_{space}.png"),
                         columns=rows.shape[1], scale=scale)
 
+    report["style_sensitivity"] = stylegan_metrics.style_sensitivity(state, game, 256, FLAGS.seed)
+    report["real_pixel_std"] = float(np.mean(np.std(trained.source.images, axis=0)))
+    styles = report["style_sensitivity"]["layers"].values()
+    print(f"across 256 latents: pixel std {report['style_sensitivity']['pixel_std']:.3g} (training images: "
+          f"{report['real_pixel_std']:.3g}); style std {min(v['style_std'] for v in styles):.3g}-"
+          f"{max(v['style_std'] for v in styles):.3g} around mean |style| "
+          f"{min(v['style_mean_abs'] for v in styles):.3g}-{max(v['style_mean_abs'] for v in styles):.3g}")
     if trained.source.scores is not None:
+        # the training images' own spread: the diversity a generator that covers the data reaches
+        report["real_feature_spread"] = float(2.0 * np.trace(trained.source.scores.real_cov))
+        print(f"real training images: feature_spread {report['real_feature_spread']:.4g}")
         report["truncation_cutoff"] = cutoff
         report["truncation"] = [{"psi": psi, **stylegan_task.score_samples(trained, FLAGS.truncation_samples, psi,
                                                                            FLAGS.seed, cutoff=cutoff)} for psi in psis]

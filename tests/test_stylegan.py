@@ -1,6 +1,8 @@
 """StyleGAN2's parts against their definitions (aigc_jax/families/gan/stylegan_*.py)."""
 import dataclasses
+import json
 import math
+import os
 import types
 
 import jax
@@ -209,8 +211,22 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     # zero up to the float32 cancellation of E[ff^T] - E[f]E[f]^T
     assert at_zero["feature_spread"] < 1e-3 * at_one["feature_spread"]
     assert "factor_match" in at_one and "frechet_distance" in at_one
+    # the README's analysis command on the same run: its report holds the real images' spread beside
+    # the samples' (psi 0 collapses the samples onto one image)
+    import subprocess
+    import sys
+    out = tmp_path / "analysis"
+    subprocess.run([sys.executable, "-m", "experiments.stylegan", f"--workdir={tmp_path}", f"--out={out}", "--psis=1,0",
+                    "--truncation_samples=64", "--ppl_samples=0", "--separability_samples=0"], check=True,
+                   capture_output=True)
+    report = json.loads((out / "analysis.json").read_text())
+    spreads = {row["psi"]: row["feature_spread"] for row in report["truncation"]}
+    assert report["real_feature_spread"] > 0 and spreads[0.0] < 1e-2 * spreads[1.0]
+    assert {"samples_psi1.png", "style_mixing.png", "interpolation_w.png", "truncation.png"} <= set(os.listdir(out))
+    layers = report["style_sensitivity"]["layers"]  # every modulated layer: the convolutions and the toRGBs
+    assert len(layers) == convolutions + len(sm.resolutions(config.data.image_size)) and list(layers)[0] == "b4_conv1"
+    assert all(v["style_std"] > 0 for v in layers.values()) and report["style_sensitivity"]["pixel_std"] > 0
     # a run saved before train.ema_rampup existed reads back as it trained: without the ramp
-    import json
     from aigc_jax.config import SAVED_CONFIG_FILE
     saved_path = tmp_path / SAVED_CONFIG_FILE
     saved = json.loads(saved_path.read_text())

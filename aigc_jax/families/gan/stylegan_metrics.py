@@ -91,3 +91,25 @@ def latent_space_metrics(state, game, source, config) -> dict:
         result = separability(state, game, source.attribute_fn, config.eval.separability_samples, config.seed)
         out.update({k: v for k, v in result.items() if k.endswith(("separability", "separability_attributes"))})
     return out
+
+
+def style_sensitivity(state, game, count: int, seed: int) -> dict:
+    """How much the EMA generator's styles and images vary with z: per modulated layer, the
+    standard deviation across `count` latents of each style s = affine(w) (averaged over channels)
+    beside the mean |s|, and the images' per-pixel standard deviation across the latents (one noise
+    draw for all). A collapsed generator shows styles that still vary and images that do not."""
+    z_rng, noise_rng = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x57D))
+    ema = state.extra["ema"]
+    w = game.mapping(ema, jax.random.normal(z_rng, (count, game.z_dim)))
+    ws = jnp.repeat(w[:, None], game.num_ws, axis=1)
+    images, captured = game.generator.apply(
+        {"params": ema}, ws, method="synthesis", rngs={"noise": noise_rng}, mutable=["intermediates"],
+        capture_intermediates=lambda module, method: module.name == "affine" and method == "__call__")
+    layers = {}
+    for path, styles in jax.tree_util.tree_flatten_with_path(captured["intermediates"])[0]:
+        layer = path[-5].key  # synthesis_net / b8_conv0 / conv / affine / __call__ / 0
+        layers[layer] = {"style_std": float(jnp.mean(jnp.std(styles, axis=0))),
+                         "style_mean_abs": float(jnp.mean(jnp.abs(styles)))}
+    by_resolution = sorted(layers, key=lambda name: (int(name[1:].split("_")[0]), name))  # b4_conv1 ... b32_torgb
+    return {"layers": {name: layers[name] for name in by_resolution},
+            "pixel_std": float(jnp.mean(jnp.std(images, axis=0)))}
