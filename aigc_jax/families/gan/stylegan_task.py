@@ -17,6 +17,9 @@ layers [cutoff, num_ws) from a second latent, cutoff ~ U{1, ..., num_ws - 1} (on
 Lazy regularisation's correction (the paper's appendix B): an optimizer whose player has a lazy
 term of interval k uses learning rate lr * k / (k + 1) and betas beta^(k / (k + 1)).
 Each switch turns off at 0 (loss.r1_gamma, loss.pl_weight, loss.style_mixing, train.ema_kimg).
+`loss.augment` (default "": none) names differentiable augmentations (aigc_jax/families/gan/
+diffaugment.py, Zhao et al. 2020: color, translation, cutout) applied to every image D sees, real
+or fake, in all three D terms and G's; not part of StyleGAN2, a switch for small data sets.
 
 State: params {"generator": {mapping_net, synthesis_net}, "discriminator"}, opt_state per
 player, extra {"ema": generator weights, "w_avg": [w_dim], "pl_mean": scalar, "last_penalties":
@@ -38,7 +41,7 @@ import numpy as np
 
 from aigc_jax import config_rules as rules
 from aigc_jax.data import images as image_data
-from aigc_jax.families.gan import losses
+from aigc_jax.families.gan import diffaugment, losses
 from aigc_jax.families.gan.data import ImageSource
 from aigc_jax.families.gan.stylegan_model import (ResidualDiscriminator, StyleGenerator, mix_styles, num_ws,
                                                   resolutions, truncate)
@@ -61,7 +64,7 @@ FIELD_RULES = {
     "model.channel_max": rules.at_least(1), "model.use_noise": rules.FLAG, "model.mbstd_group": rules.at_least(0),
     "loss.r1_gamma": rules.NON_NEGATIVE, "loss.r1_interval": rules.at_least(1),
     "loss.pl_weight": rules.NON_NEGATIVE, "loss.pl_interval": rules.at_least(1), "loss.pl_decay": rules.FRACTION,
-    "loss.pl_batch_shrink": rules.at_least(1), "loss.style_mixing": rules.Range(0, 1),
+    "loss.pl_batch_shrink": rules.at_least(1), "loss.style_mixing": rules.Range(0, 1), "loss.augment": rules.TEXT,
     "train.ema_kimg": rules.NON_NEGATIVE, "train.ema_rampup": rules.NON_NEGATIVE, "train.w_avg_decay": rules.FRACTION,
     "eval.num_samples": rules.at_least(1), "eval.grid_samples": rules.at_least(1),
     "eval.classifier_steps": rules.at_least(0), "eval.classifier_cache": rules.TEXT,
@@ -89,6 +92,7 @@ class StyleGame:
     pl_decay: float
     pl_batch_shrink: int
     style_mixing: float
+    augment: tuple
     batch_size: int
     ema_kimg: float
     ema_rampup: float
@@ -116,6 +120,10 @@ class StyleGame:
 
     def critic(self, d_params, images):
         return self.discriminator.apply({"params": d_params}, images)
+
+    def augmented(self, rng, images):
+        """What D sees of `images`: T(images) under the `loss.augment` policy (the images when none)."""
+        return diffaugment.augment(rng, images, self.augment)
 
 
 def r1_objective(d_params, game: StyleGame, real):
@@ -146,7 +154,10 @@ def path_length_objective(g_params, game: StyleGame, pl_mean, rng, count: int):
 
 def train_step(state: TrainState, batch, rng, *, game: StyleGame):
     step = state.step
-    d_rng, d_noise, g_rng, g_noise, pl_rng = jax.random.split(jax.random.fold_in(rng, step), 5)
+    step_rng = jax.random.fold_in(rng, step)
+    d_rng, d_noise, g_rng, g_noise, pl_rng = jax.random.split(step_rng, 5)
+    # a stream of its own, so runs without augmentation draw what they drew before it existed
+    real_aug, fake_aug, r1_aug, g_aug = jax.random.split(jax.random.fold_in(step_rng, 0xA06), 4)
     g_params, d_params = state.params["generator"], state.params["discriminator"]
     real = batch["real"]
     count = real.shape[0]
@@ -156,7 +167,8 @@ def train_step(state: TrainState, batch, rng, *, game: StyleGame):
     fake = jax.lax.stop_gradient(game.synthesis(g_params, ws, d_noise))
 
     def d_objective(d_params):
-        real_logits, fake_logits = game.critic(d_params, real), game.critic(d_params, fake)
+        real_logits = game.critic(d_params, game.augmented(real_aug, real))
+        fake_logits = game.critic(d_params, game.augmented(fake_aug, fake))
         loss = losses.gan_discriminator_loss(real_logits, fake_logits)
         return loss, {"d_loss": loss, "d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits)}
 
@@ -168,7 +180,8 @@ def train_step(state: TrainState, batch, rng, *, game: StyleGame):
     # D reg: lazy R1 as its own update.
     def r1_update(carry):
         d_params, d_opt = carry
-        grads, penalty = jax.grad(r1_objective, has_aux=True)(d_params, game, real)
+        # on what D sees: the gradient with respect to the augmented real images (as ADA's code)
+        grads, penalty = jax.grad(r1_objective, has_aux=True)(d_params, game, game.augmented(r1_aug, real))
         d_params, d_opt, _ = apply_gradients(d_params, d_opt, grads, game.d_tx)
         return d_params, d_opt, penalty
 
@@ -180,7 +193,7 @@ def train_step(state: TrainState, batch, rng, *, game: StyleGame):
     # G main.
     def g_objective(g_params):
         ws, w = game.mixed_styles(g_params, g_rng, count)
-        fake_logits = game.critic(d_params, game.synthesis(g_params, ws, g_noise))
+        fake_logits = game.critic(d_params, game.augmented(g_aug, game.synthesis(g_params, ws, g_noise)))
         return losses.gan_generator_loss_nonsaturating(fake_logits), jax.lax.stop_gradient(jnp.mean(w, axis=0))
 
     (g_loss, w_mean), g_grads = jax.value_and_grad(g_objective, has_aux=True)(g_params)
@@ -260,6 +273,7 @@ def ema_decay_at(step, batch_size: int, ema_kimg: float, rampup: float):
 def check_config(config) -> None:
     rules.check_family(config, FIELD_RULES)
     resolutions(config.data.image_size)  # a power of two
+    diffaugment.parse_policy(config.loss.get("augment", ""))
     if config.data.min_objects > config.data.max_objects:
         raise ValueError(f"data.min_objects={config.data.min_objects} exceeds data.max_objects="
                          f"{config.data.max_objects}")
@@ -280,6 +294,7 @@ def build_game(config, image_shape: tuple) -> StyleGame:
                      d_schedule=d_schedule, z_dim=m.z_dim, num_ws=num_ws(size), r1_gamma=loss.r1_gamma,
                      r1_interval=loss.r1_interval, pl_weight=loss.pl_weight, pl_interval=loss.pl_interval,
                      pl_decay=loss.pl_decay, pl_batch_shrink=loss.pl_batch_shrink, style_mixing=loss.style_mixing,
+                     augment=diffaugment.parse_policy(loss.get("augment", "")),  # runs saved before it: none
                      batch_size=train_cfg.batch_size, ema_kimg=train_cfg.ema_kimg,
                      ema_rampup=train_cfg.get("ema_rampup", 0.0),  # runs saved before the field had no ramp
                      w_avg_decay=train_cfg.w_avg_decay)
@@ -339,6 +354,7 @@ def build(config, workdir: str) -> Task:
         [f"R1 gamma {loss.r1_gamma:g} every {loss.r1_interval}" if loss.r1_gamma else "no R1",
          f"path length {loss.pl_weight:g} every {loss.pl_interval}" if loss.pl_weight else "no path length",
          f"style mixing {loss.style_mixing:g}" if loss.style_mixing else "no style mixing",
+         f"DiffAugment {'+'.join(game.augment)}" if game.augment else "no augmentation",
          (f"EMA half-life {game.ema_kimg:g}k images" + (f" (ramp-up {game.ema_rampup:g})" if game.ema_rampup else ""))
          if game.ema_kimg else "no EMA"])
     return Task(
