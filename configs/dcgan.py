@@ -45,6 +45,7 @@ def get_config(arg=None):
     config.model.g_width = 128  # channels of G's S/4 map (S/2 map: half)
     config.model.d_width = 64  # channels of D's first convolution (second: double)
     config.model.bn_momentum = 0.9
+    config.model.g_batch_norm = True  # False: G without batch norm (the StyleGAN2 mode-collapse diagnostic)
     config.model.num_classes = 0  # 10: class-conditional
     config.model.pack = 1  # PacGAN: images concatenated along channels
 

@@ -128,6 +128,20 @@ def test_dcgan_shapes_and_packed_discriminator(size):
     assert discriminator.apply(d_params, packed).shape == (2,)
 
 
+def test_dcgan_generator_without_batch_norm_draws_each_sample_alone():
+    """With batch norm a training-mode sample depends on its batch; without (model.g_batch_norm=False,
+    the StyleGAN2 mode-collapse diagnostic) it does not, and there are no batch statistics."""
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(8, 16)), jnp.float32)
+    for batch_norm in (True, False):
+        generator = DCGANGenerator(image_size=8, width=16, batch_norm=batch_norm)
+        variables = generator.init(jax.random.key(0), z, train=False)
+        assert ("batch_stats" in variables) == batch_norm
+        full, _ = generator.apply(variables, z, train=True, mutable=["batch_stats"])
+        part, _ = generator.apply(variables, z[:3], train=True, mutable=["batch_stats"])
+        coupled = float(jnp.max(jnp.abs(full[:3] - part))) > 1e-3
+        assert coupled == batch_norm
+
+
 def test_mlp_models_and_batch_independent_sampling():
     z = jnp.asarray(np.random.default_rng(0).normal(size=(32, 2)), jnp.float32)
     generator = MLPGenerator(hidden=16, num_layers=2)

@@ -107,17 +107,21 @@ class DCGANGenerator(nn.Module):
     width: int = 128  # channels of the S/4 x S/4 map; S/2 x S/2 has width / 2
     num_classes: int = 0
     bn_momentum: float = 0.9
+    batch_norm: bool = True  # False: biases instead (a diagnostic: batch norm couples the samples of a batch)
 
     @nn.compact
     def __call__(self, z, labels=None, *, train: bool):
         if self.image_size % 4:
             raise ValueError(f"DCGAN image size must be divisible by 4, got {self.image_size}")
         base = self.image_size // 4
-        norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)  # noqa: E731
-        h = nn.Dense(base * base * self.width, use_bias=False)(_generator_input(z, labels, self.num_classes))
-        h = nn.relu(norm()(h.reshape((-1, base, base, self.width))))
-        h = nn.ConvTranspose(self.width // 2, (4, 4), strides=(2, 2), padding="SAME", use_bias=False)(h)
-        h = nn.relu(norm()(h))
+        def norm(h):
+            return nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum)(h) if self.batch_norm else h
+
+        biased = not self.batch_norm
+        h = nn.Dense(base * base * self.width, use_bias=biased)(_generator_input(z, labels, self.num_classes))
+        h = nn.relu(norm(h.reshape((-1, base, base, self.width))))
+        h = nn.ConvTranspose(self.width // 2, (4, 4), strides=(2, 2), padding="SAME", use_bias=biased)(h)
+        h = nn.relu(norm(h))
         h = nn.ConvTranspose(self.channels, (4, 4), strides=(2, 2), padding="SAME")(h)
         return jnp.tanh(h)
 
@@ -152,7 +156,8 @@ def build_models(model_config, data_shape: tuple) -> tuple[nn.Module, nn.Module]
             raise ValueError(f"model.kind='dcgan' needs an image size divisible by 4, got {data_shape[0]} "
                              f"(set data.image_size)")
         generator = DCGANGenerator(image_size=data_shape[0], channels=data_shape[2], width=model_config.g_width,
-                                   num_classes=model_config.num_classes, bn_momentum=model_config.bn_momentum)
+                                   num_classes=model_config.num_classes, bn_momentum=model_config.bn_momentum,
+                                   batch_norm=model_config.get("g_batch_norm", True))
         discriminator = DCGANDiscriminator(width=model_config.d_width)
     else:
         raise ValueError(f"unknown model.kind {kind!r}; expected 'mlp' or 'dcgan'")
