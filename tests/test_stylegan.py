@@ -3,6 +3,8 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
 import types
 
 import jax
@@ -123,7 +125,6 @@ def test_lazy_regularisation_corrects_rate_and_betas():
     assert st.lazy_optimizer(stylegan_adam(0.002), 16, False).learning_rate == 0.002
 
 
-
 def test_generator_ema_half_life_and_ramp_up():
     late = 10 ** 6  # the ramp no longer binds
     assert float(st.ema_decay_at(late, 32, 10.0, 0.0)) ** (10000 / 32) == pytest.approx(0.5, rel=1e-4)
@@ -213,8 +214,6 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     assert "factor_match" in at_one and "frechet_distance" in at_one
     # the README's analysis command on the same run: its report holds the real images' spread beside
     # the samples' (psi 0 collapses the samples onto one image)
-    import subprocess
-    import sys
     out = tmp_path / "analysis"
     subprocess.run([sys.executable, "-m", "experiments.stylegan", f"--workdir={tmp_path}", f"--out={out}", "--psis=1,0",
                     "--truncation_samples=64", "--ppl_samples=0", "--separability_samples=0"], check=True,
