@@ -1,7 +1,9 @@
 """Looks inside a trained StyleGAN2 run: sample grids with and without truncation, the style-mixing
 grid (StyleGAN Figure 3), interpolations in Z and in W, the truncation trade-off (Frechet distance
 against diversity as psi goes from 1 to 0), and perceptual path length and linear separability
-in Z and in W, measured with the run's scoring network.
+in Z and in W, measured with the run's scoring network; and two probes of mode collapse: how much
+the styles and the images vary with z (trained, and as initialised), and whether the discriminator
+penalises a batch collapsed onto one real image (and how much of that its minibatch-stddev layer does).
 
   python -m experiments.stylegan --workdir=runs/stylegan_shapes --out=runs/stylegan_shapes/analysis
 
@@ -10,6 +12,8 @@ Writes PNG grids and analysis.json (every number, with the settings that made it
 import json
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -59,13 +63,29 @@ def main(overrides):
         save_image_grid(rows.reshape((-1,) + rows.shape[2:]), os.path.join(out, f"interpolation_{space}.png"),
                         columns=rows.shape[1], scale=scale)
 
-    report["style_sensitivity"] = stylegan_metrics.style_sensitivity(state, game, 256, FLAGS.seed)
+    report["style_sensitivity"] = stylegan_metrics.style_sensitivity(state.extra["ema"], game, 256, FLAGS.seed)
+    # the same generator as the run's seed initialised it: where the trained one started from
+    initial = stylegan_task.init_state(game, trained.source.example_shape, jax.random.key(config.seed))
+    report["style_sensitivity_at_init"] = stylegan_metrics.style_sensitivity(
+        initial.params["generator"], game, 256, FLAGS.seed)
     report["real_pixel_std"] = float(np.mean(np.std(trained.source.images, axis=0)))
-    styles = report["style_sensitivity"]["layers"].values()
-    print(f"across 256 latents: pixel std {report['style_sensitivity']['pixel_std']:.3g} (training images: "
-          f"{report['real_pixel_std']:.3g}); style std {min(v['style_std'] for v in styles):.3g}-"
-          f"{max(v['style_std'] for v in styles):.3g} around mean |style| "
-          f"{min(v['style_mean_abs'] for v in styles):.3g}-{max(v['style_mean_abs'] for v in styles):.3g}")
+    for key, label in (("style_sensitivity_at_init", "initialisation"), ("style_sensitivity", "trained (EMA)")):
+        styles = report[key]["layers"].values()
+        print(f"{label}, across 256 latents: pixel std {report[key]['pixel_std']:.3g} (training images: "
+              f"{report['real_pixel_std']:.3g}); style std {min(v['style_std'] for v in styles):.3g}-"
+              f"{max(v['style_std'] for v in styles):.3g} around mean |style| "
+              f"{min(v['style_mean_abs'] for v in styles):.3g}-{max(v['style_mean_abs'] for v in styles):.3g} "
+              f"(ratio {min(v['style_cv'] for v in styles):.2f}-{max(v['style_cv'] for v in styles):.2f})")
+    group = max(game.discriminator.mbstd_group, 1)
+    count = group * max(group, -(-config.train.batch_size // group))  # at least `group` distinct images per group
+    picks = np.random.default_rng([FLAGS.seed, 0xC011]).choice(len(trained.source.images), count, replace=False)
+    critic = jax.jit(lambda images: game.critic(state.params["discriminator"], images))
+    report["critic_collapse"] = stylegan_metrics.critic_collapse_response(
+        critic, jnp.asarray(trained.source.images[picks]), group)
+    c = report["critic_collapse"]
+    print(f"discriminator's mean logit on {count} real images {c['real']:.3f}; on one real image {count} times "
+          f"{c['one_image']:.3f}; copies in the same minibatch-stddev group {c['copies_within']:.3f} against "
+          f"spread over groups {c['copies_across']:.3f} (what the layer penalises: {c['mbstd_penalty']:.3f})")
     if trained.source.scores is not None:
         # the training images' own spread: the diversity a generator that covers the data reaches
         report["real_feature_spread"] = float(2.0 * np.trace(trained.source.scores.real_cov))

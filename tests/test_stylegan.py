@@ -146,6 +146,26 @@ def test_minibatch_stddev_is_the_group_standard_deviation():
         assert out[n, 0, 0, 3] == pytest.approx(np.sqrt(group.var(axis=0) + 1e-8).mean(), rel=1e-5)
 
 
+def test_critic_collapse_response_isolates_the_minibatch_stddev_feature():
+    from aigc_jax.families.gan.stylegan_metrics import critic_collapse_response
+    real = jax.random.normal(jax.random.key(10), (16, 2, 2, 3))
+    # a critic that judges each image alone: the two arrangements hold the same images, so no penalty
+    per_image = lambda x: jnp.sum(x * jnp.arange(12.0).reshape(2, 2, 3), axis=(1, 2, 3))  # noqa: E731
+    out = critic_collapse_response(per_image, real, group_size=4)
+    assert out["copies_within"] == pytest.approx(out["copies_across"], abs=1e-5)
+    assert out["mbstd_penalty"] == pytest.approx(0.0, abs=1e-5)
+    assert out["one_image"] == pytest.approx(float(per_image(real[:1])[0]), rel=1e-6)
+    assert out["real"] == pytest.approx(float(jnp.mean(per_image(real))), rel=1e-6)
+    # a critic that is the minibatch-stddev feature itself: zero (up to its epsilon) for groups of copies,
+    # so the arrangement matches the layer's grouping (group j = rows j, j + N/G, ...)
+    mbstd_only = lambda x: sm.minibatch_stddev(x, 4)[:, 0, 0, -1]  # noqa: E731
+    out = critic_collapse_response(mbstd_only, real, group_size=4)
+    assert out["copies_within"] == pytest.approx(1e-4, rel=1e-3) and out["copies_across"] > 0.5
+    assert out["mbstd_penalty"] == pytest.approx(out["copies_across"] - out["copies_within"])
+    with pytest.raises(ValueError, match="group size"):
+        critic_collapse_response(per_image, real, group_size=8)  # 2 distinct images cannot fill a group of 8
+
+
 def test_slerp_stays_on_the_sphere_and_hits_the_ends():
     a = jax.random.normal(jax.random.key(9), (4, 16))
     b = a[::-1] * 1.0
@@ -225,6 +245,13 @@ def test_a_trained_run_reads_back_mixes_and_truncates(tmp_path):
     layers = report["style_sensitivity"]["layers"]  # every modulated layer: the convolutions and the toRGBs
     assert len(layers) == convolutions + len(sm.resolutions(config.data.image_size)) and list(layers)[0] == "b4_conv1"
     assert all(v["style_std"] > 0 for v in layers.values()) and report["style_sensitivity"]["pixel_std"] > 0
+    assert all(v["style_cv"] == pytest.approx(v["style_std"] / v["style_mean_abs"]) for v in layers.values())
+    # the generator as the run's seed initialised it, beside the trained one: same layers, other values
+    at_init = report["style_sensitivity_at_init"]
+    assert list(at_init["layers"]) == list(layers) and at_init["pixel_std"] != report["style_sensitivity"]["pixel_std"]
+    collapse = report["critic_collapse"]  # the discriminator's logits on real and collapsed real batches
+    assert collapse["mbstd_penalty"] == pytest.approx(collapse["copies_across"] - collapse["copies_within"])
+    assert all(math.isfinite(v) for v in collapse.values()) and collapse["one_image"] != collapse["real"]
     # a run saved before train.ema_rampup existed reads back as it trained: without the ramp
     from aigc_jax.config import SAVED_CONFIG_FILE
     saved_path = tmp_path / SAVED_CONFIG_FILE

@@ -93,23 +93,49 @@ def latent_space_metrics(state, game, source, config) -> dict:
     return out
 
 
-def style_sensitivity(state, game, count: int, seed: int) -> dict:
-    """How much the EMA generator's styles and images vary with z: per modulated layer, the
-    standard deviation across `count` latents of each style s = affine(w) (averaged over channels)
-    beside the mean |s|, and the images' per-pixel standard deviation across the latents (one noise
-    draw for all). A collapsed generator shows styles that still vary and images that do not."""
+def style_sensitivity(g_params, game, count: int, seed: int) -> dict:
+    """How much a generator's styles and images vary with z: per modulated layer, the standard
+    deviation across `count` latents of each style s = affine(w) (averaged over channels) beside the
+    mean |s| and their ratio style_cv (a demodulated convolution is blind to a common scale of its
+    styles, so the ratio is what can still move its output), and the images' per-pixel standard
+    deviation across the latents (one noise draw for all). A collapsed generator shows styles that
+    still vary and images that do not. g_params: a state's extra["ema"], or freshly initialised ones."""
     z_rng, noise_rng = jax.random.split(jax.random.fold_in(jax.random.key(seed), 0x57D))
-    ema = state.extra["ema"]
-    w = game.mapping(ema, jax.random.normal(z_rng, (count, game.z_dim)))
+    w = game.mapping(g_params, jax.random.normal(z_rng, (count, game.z_dim)))
     ws = jnp.repeat(w[:, None], game.num_ws, axis=1)
     images, captured = game.generator.apply(
-        {"params": ema}, ws, method="synthesis", rngs={"noise": noise_rng}, mutable=["intermediates"],
+        {"params": g_params}, ws, method="synthesis", rngs={"noise": noise_rng}, mutable=["intermediates"],
         capture_intermediates=lambda module, method: module.name == "affine" and method == "__call__")
     layers = {}
     for path, styles in jax.tree_util.tree_flatten_with_path(captured["intermediates"])[0]:
         layer = path[-5].key  # synthesis_net / b8_conv0 / conv / affine / __call__ / 0
-        layers[layer] = {"style_std": float(jnp.mean(jnp.std(styles, axis=0))),
-                         "style_mean_abs": float(jnp.mean(jnp.abs(styles)))}
+        std, mean_abs = float(jnp.mean(jnp.std(styles, axis=0))), float(jnp.mean(jnp.abs(styles)))
+        layers[layer] = {"style_std": std, "style_mean_abs": mean_abs, "style_cv": std / max(mean_abs, 1e-12)}
     by_resolution = sorted(layers, key=lambda name: (int(name[1:].split("_")[0]), name))  # b4_conv1 ... b32_torgb
     return {"layers": {name: layers[name] for name in by_resolution},
             "pixel_std": float(jnp.mean(jnp.std(images, axis=0)))}
+
+
+def critic_collapse_response(critic, real, group_size: int) -> dict:
+    """Does the critic penalise a collapsed batch? Its mean logit on `real` [N, ...] against
+      one_image        N copies of real[0] (a batch collapsed onto one real image);
+      copies_within    K = N / G images real[:K], each G times, every minibatch-stddev group holding
+                       G copies of one image (group j = rows j, j + K, ...: the layer's grouping);
+      copies_across    the same N images rearranged so that every group holds G different ones.
+    The last two differ only in the minibatch standard deviation feature, so
+    mbstd_penalty = copies_across - copies_within is what that layer does against collapse (zero
+    when the critic has none). critic: images [N, ...] -> logits [N]; G = group_size (<= K)."""
+    n = real.shape[0]
+    g = max(min(group_size, n), 1)
+    k = n // g
+    if n % g or g > k:
+        raise ValueError(f"critic_collapse_response: batch {n} needs a group size dividing it and at most "
+                         f"{n} / group, got {group_size}")
+    rows = np.arange(n)
+    within = real[rows % k]  # row j + m K is real[j]: group j is G copies of real[j]
+    across = real[(rows % k + rows // k) % k]  # group j holds real[j], real[j + 1], ..., G different images
+    logit = lambda images: float(jnp.mean(critic(images)))  # noqa: E731
+    out = {"real": logit(real), "one_image": logit(jnp.repeat(real[:1], n, axis=0)),
+           "copies_within": logit(within), "copies_across": logit(across)}
+    out["mbstd_penalty"] = out["copies_across"] - out["copies_within"]
+    return out
