@@ -166,6 +166,22 @@ def test_critic_collapse_response_isolates_the_minibatch_stddev_feature():
         critic_collapse_response(per_image, real, group_size=8)  # 2 distinct images cannot fill a group of 8
 
 
+def test_mapping_depth_zero_feeds_the_normalised_z_as_w():
+    """The StyleGAN paper's mapping-depth-0 ablation: no mapping parameters, w = z / rms(z)."""
+    from aigc_jax.config import load_config
+    generator = sm.StyleGenerator(image_size=8, channels=1, z_dim=16, w_dim=16, mapping_layers=0,
+                                  channel_base=32, channel_max=8)
+    z = jax.random.normal(jax.random.key(11), (4, 16)) * 3.0
+    params = generator.init({"params": jax.random.key(0), "noise": jax.random.key(1)}, z)["params"]
+    assert "mapping_net" not in params
+    w = generator.apply({"params": params}, z, method="mapping")
+    np.testing.assert_allclose(np.asarray(w), np.asarray(z / jnp.sqrt(jnp.mean(z ** 2, axis=1, keepdims=True))),
+                               rtol=1e-5)
+    config = load_config("configs/stylegan.py:tiny", ["model.mapping_layers=0", "model.w_dim=8"])
+    with pytest.raises(ValueError, match="w_dim=8 must equal model.z_dim=16"):
+        st.check_config(config)
+
+
 def test_slerp_stays_on_the_sphere_and_hits_the_ends():
     a = jax.random.normal(jax.random.key(9), (4, 16))
     b = a[::-1] * 1.0

@@ -2,7 +2,8 @@
 
 Generator = mapping network + synthesis network:
   mapping    z [N, z_dim] -> w [N, w_dim]: z normalised to unit second moment, `mapping_layers`
-             (8) dense layers with leaky ReLU, learning-rate multiplier `mapping_lr_mul` (0.01).
+             (8) dense layers with leaky ReLU, learning-rate multiplier `mapping_lr_mul` (0.01);
+             0 layers is the StyleGAN paper's "mapping depth 0" ablation (Table 4): w = normalised z.
   synthesis  ws [N, num_ws, w_dim] -> images [N, S, S, C]: a learned 4x4 constant, then per
              resolution 4, 8, ..., S two modulated 3x3 convolutions (one at 4x4), each followed by
              per-pixel noise times a learned strength (initially 0), a bias and leaky ReLU; a

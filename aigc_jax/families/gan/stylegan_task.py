@@ -59,7 +59,7 @@ FIELD_RULES = {
     "data.test_fraction": rules.OPEN_FRACTION, "data.image_size": rules.at_least(4),
     "data.num_train": rules.at_least(1), "data.num_test": rules.at_least(1),
     "data.min_objects": rules.at_least(1), "data.max_objects": rules.at_least(1),
-    "model.z_dim": rules.at_least(1), "model.w_dim": rules.at_least(1), "model.mapping_layers": rules.at_least(1),
+    "model.z_dim": rules.at_least(1), "model.w_dim": rules.at_least(1), "model.mapping_layers": rules.at_least(0),
     "model.mapping_lr_mul": rules.POSITIVE, "model.channel_base": rules.at_least(1),
     "model.channel_max": rules.at_least(1), "model.use_noise": rules.FLAG, "model.mbstd_group": rules.at_least(0),
     "loss.r1_gamma": rules.NON_NEGATIVE, "loss.r1_interval": rules.at_least(1),
@@ -277,6 +277,9 @@ def check_config(config) -> None:
     if config.data.min_objects > config.data.max_objects:
         raise ValueError(f"data.min_objects={config.data.min_objects} exceeds data.max_objects="
                          f"{config.data.max_objects}")
+    if config.model.mapping_layers == 0 and config.model.w_dim != config.model.z_dim:
+        raise ValueError(f"model.mapping_layers=0 feeds the normalised z to the styles as w, so model.w_dim="
+                         f"{config.model.w_dim} must equal model.z_dim={config.model.z_dim}")
 
 
 def build_game(config, image_shape: tuple) -> StyleGame:
