@@ -9,8 +9,9 @@ Variants (`--config=configs/stylegan.py:VARIANT`, several joined by commas):
   digits  scikit-learn's 8x8 digits.
   tiny    a few steps of a very small model (tests).
 Ablations are fields: loss.pl_weight=0 (no path-length regularisation), loss.style_mixing=0,
-loss.r1_gamma=0, train.ema_kimg=0, model.use_noise=False; loss.augment=translation,cutout adds
-DiffAugment (Zhao et al. 2020), not part of StyleGAN2.
+loss.r1_gamma=0, train.ema_kimg=0, model.use_noise=False, model.mapping_layers=0 (w = normalised z,
+the paper's Table 4; at this budget it is what kept MNIST from collapsing: experiments/results/
+stylegan.md); loss.augment=translation,cutout adds DiffAugment (Zhao et al. 2020), not StyleGAN2's.
 
 The paper's recipe, with sizes shrunk to a 2-core CPU: Adam lr 0.0025 (the paper: 0.002; its
 small-resolution configs 0.0025), beta1 0, beta2 0.99, eps 1e-8; lazy R1 every 16 steps (gamma
