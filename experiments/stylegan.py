@@ -19,6 +19,7 @@ from absl import flags
 
 from aigc_jax.families.gan import stylegan_metrics, stylegan_sampling, stylegan_task
 from aigc_jax.image_grid import save_image_grid
+from aigc_jax.train import loop
 from experiments import cli
 
 flags.DEFINE_string("workdir", None, "A StyleGAN2 run's workdir.")
@@ -64,8 +65,8 @@ def main(overrides):
                         columns=rows.shape[1], scale=scale)
 
     report["style_sensitivity"] = stylegan_metrics.style_sensitivity(state.extra["ema"], game, 256, FLAGS.seed)
-    # the same generator as the run's seed initialised it: where the trained one started from
-    initial = stylegan_task.init_state(game, trained.source.example_shape, jax.random.key(config.seed))
+    # the generator as the run itself was initialised (the loop's init key): where the trained one started
+    initial = stylegan_task.init_state(game, trained.source.example_shape, loop.run_keys(config.seed)[0])
     report["style_sensitivity_at_init"] = stylegan_metrics.style_sensitivity(
         initial.params["generator"], game, 256, FLAGS.seed)
     report["real_pixel_std"] = float(np.mean(np.std(trained.source.images, axis=0)))

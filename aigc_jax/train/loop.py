@@ -81,6 +81,12 @@ class _Throughput:
         return self._steps, elapsed
 
 
+def run_keys(seed: int):
+    """(init_rng, step_rng) of a run with this seed: the keys that initialise its state and drive its
+    steps (an analysis that rebuilds a run's initial state asks here, so it gets the run's own)."""
+    return jax.random.split(jax.random.key(seed))
+
+
 def format_eval(result: dict) -> str:
     return ", ".join(f"validation {k} {v:.4f}" for k, v in result.items()
                      if isinstance(v, float) and k != "elapsed_seconds")
@@ -117,7 +123,7 @@ def _train(config, workdir: str, task: Task, echo) -> dict:
     mesh = parallel.make_mesh(config.get("mesh"))
     if jax.process_count() > 1 or mesh.size > 1:
         echo(f"mesh: {dict(mesh.shape)} over {mesh.size} devices in {jax.process_count()} process(es)")
-    init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+    init_rng, step_rng = run_keys(config.seed)
     placement = place(task, mesh, init_rng, steps_per_call)
     compiled = placement.compile_ahead(task, step_rng)  # on helper threads, while we initialise
     state = placement.init(task, init_rng)
