@@ -58,6 +58,9 @@ def get_config(arg=None):
     config.data.fmin = 50.0
     config.data.fmax = 7600.0  # 0: the Nyquist frequency
     config.data.crop_frames = 8  # training crop: 8 frames = 1,600 samples (0.1 s)
+    # Frames read before each crop and not counted in the loss, so that its samples see real history
+    # as in generation; -1: enough for the receptive field and the mel upsampler (9 frames here); 0: none
+    config.data.history_frames = -1
 
     config.model = ml_collections.ConfigDict()
     config.model.output = "categorical"  # categorical (256 mu-law classes) | logistic_mixture

@@ -183,6 +183,43 @@ def test_utterance_nll_pads_to_whole_seconds_without_changing_it():
     assert bits == pytest.approx(total / count / math.log(2.0), rel=1e-6)
 
 
+def test_training_windows_see_what_the_whole_utterance_forward_pass_sees():
+    """With history for the receptive field and the upsampler, a crop's counted predictions equal
+    the whole utterance's (what generation conditions on); without history they do not."""
+    from aigc_jax.config import load_config
+    from aigc_jax.data.speech import SpeechSet, tones
+    from aigc_jax.families.wavenet import data as wave_data, task as wave_task
+    from aigc_jax.families.wavenet.model import receptive_field
+    from tests.conftest import config_path
+    config = load_config(config_path("wavenet.py:tiny"), ["model.global_conditioning=true"])
+    d, model = config.data, wave_task.build_model(config)
+    history = wave_data.history_frames(-1, receptive_field(model.dilations), d.hop, len(model.upsample_strides))
+    assert history == 4  # the field's 16 samples (1 frame), then the conditioning's reach (1 + 2 layers)
+    items = SpeechSet([tones([300.0, 720.0], 0.03)], ["a"], [""], np.array([2]), 16000)
+    utterances = wave_data.prepare(items, d, history + d.crop_frames)
+    frames = len(utterances.mels[0])
+    whole = {k: jnp.asarray(v) for k, v in wave_data.batch_of(utterances, [(0, 0)], frames, d.hop, True).items()}
+    params = model.init(jax.random.key(0), whole["inputs"], whole["speaker"], whole["mel"])["params"]
+    full = np.asarray(model.apply({"params": params}, whole["inputs"], whole["speaker"], whole["mel"]))[0]
+    crop = d.crop_frames
+
+    def window_error(first_frame, history):
+        batch = {k: jnp.asarray(v) for k, v in
+                 wave_data.batch_of(utterances, [(0, first_frame)], crop, d.hop, True, history).items()}
+        out = np.asarray(model.apply({"params": params}, batch["inputs"], batch["speaker"], batch["mel"]))[0]
+        counted = np.asarray(batch["counted"][0]) > 0
+        assert counted.sum() == crop * d.hop
+        start = max(first_frame - history, 0) * d.hop
+        assert np.array_equal(np.asarray(batch["targets"][0])[counted],
+                              np.asarray(whole["targets"][0])[first_frame * d.hop:(first_frame + crop) * d.hop])
+        return np.max(np.abs(out[counted] - full[start:start + len(out)][counted]))
+
+    for first_frame in (0, 1, frames // 2, frames - crop):  # the utterance's start, near it, middle, end
+        assert window_error(first_frame, history) < 1e-5
+    assert window_error(frames // 2, 0) > 0.1  # a bare crop: zeros before it, not the utterance
+    assert window_error(frames // 2, history - 1) > 1e-5  # one frame short of the conditioning's reach
+
+
 def test_resynthesis_keeps_lengths_and_griffin_lim_beats_noise():
     from aigc_jax.config import load_config
     from aigc_jax.data.speech import SpeechSet, tones

@@ -4,10 +4,15 @@ log-mel frames, and random training crops.
 A crop of `crop_frames` mel frames covers samples [f0 hop, (f0 + crop_frames) hop) of an
 utterance (frame f is centred on sample f hop); the model reads the samples before each target
 (the one before the crop is its first input) and predicts the crop's samples, with the crop's
-frames as local conditioning and the utterance's speaker as global conditioning. Utterances
-shorter than one crop are padded with silence. Training crops are a pure function of (seed,
-step); the evaluation crops are fixed (the first crop of each held-out utterance that fits,
-else its start).
+frames as local conditioning and the utterance's speaker as global conditioning.
+
+Each crop is read inside a window that starts `history` frames earlier (at the utterance's
+start, if that is nearer) and carries one mel frame beyond it (the log-mel floor past the
+utterance's end); only the crop's own samples count in the loss (`counted`). With history
+covering the receptive field, every counted sample sees what fast generation over the whole
+utterance sees: real samples and frames before it, not the zeros a bare crop is padded with.
+Utterances shorter than one window are padded with silence. Training crops are a pure function
+of (seed, step); the evaluation crops are fixed (the middle crop of each held-out utterance).
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import numpy as np
 from aigc_jax.audio import mulaw
 from aigc_jax.audio.spectral import log_mel_spectrogram
 from aigc_jax.data import speech
+
+LOG_FLOOR = float(np.log(1e-5))  # spectral.log_mel_spectrogram's floor: the log-mel of silence
 
 
 @dataclass
@@ -85,19 +92,37 @@ def load_split(data_config, split: str, count: int, seed: int, min_frames: int, 
     return prepare(items, data_config, min_frames)
 
 
-def crop(utterances: Utterances, index: int, first_frame: int, frames: int, hop: int):
-    """(input classes or values [frames hop], targets [frames hop], mel [frames, n_mels], speaker)."""
-    wave = utterances.waveforms[index]
-    start = first_frame * hop
-    segment = wave[start:start + frames * hop + 1]  # the sample before the crop, then the crop
-    return segment[:-1], segment[1:], utterances.mels[index][first_frame:first_frame + frames], \
-        utterances.speakers[index]
+def history_frames(requested: int, receptive_field: int, hop: int, upsample_layers: int) -> int:
+    """data.history_frames: -1 means enough whole frames for every counted sample to see real context.
+    A sample's prediction reads the receptive_field - 1 samples before it and the conditioning
+    at those samples, which in turn reads the mel frames the upsampler reaches back to (one for
+    its width-3 convolution, at most one per transposed convolution): the two reaches add."""
+    if requested >= 0:
+        return requested
+    return -(-(receptive_field - 1) // hop) + 1 + upsample_layers
 
 
-def batch_of(utterances: Utterances, picks, frames: int, hop: int, categorical: bool) -> dict:
-    parts = [crop(utterances, i, f, frames, hop) for i, f in picks]
+def crop(utterances: Utterances, index: int, first_frame: int, frames: int, hop: int, history: int = 0):
+    """(inputs [W hop], targets [W hop], mel [W + 1, n_mels], speaker, counted [W hop]) of the window of
+    W = history + frames frames that ends with the crop; inputs are classes or values of the
+    samples before each target, `counted` is 1 on the crop's own samples."""
+    width = history + frames
+    start = max(first_frame - history, 0)
+    wave, mels = utterances.waveforms[index], utterances.mels[index]
+    segment = wave[start * hop:start * hop + width * hop + 1]  # the sample before the window, then the window
+    mel = np.full((width + 1, mels.shape[1]), LOG_FLOOR, np.float32)
+    within = mels[start:start + width + 1]
+    mel[:len(within)] = within
+    counted = np.zeros(width * hop, np.float32)
+    counted[(first_frame - start) * hop:(first_frame - start + frames) * hop] = 1.0
+    return segment[:-1], segment[1:], mel, utterances.speakers[index], counted
+
+
+def batch_of(utterances: Utterances, picks, frames: int, hop: int, categorical: bool, history: int = 0) -> dict:
+    parts = [crop(utterances, i, f, frames, hop, history) for i, f in picks]
     inputs, targets = np.stack([p[0] for p in parts]), np.stack([p[1] for p in parts])
-    batch = {"mel": np.stack([p[2] for p in parts]), "speaker": np.array([p[3] for p in parts], np.int32)}
+    batch = {"mel": np.stack([p[2] for p in parts]), "speaker": np.array([p[3] for p in parts], np.int32),
+             "counted": np.stack([p[4] for p in parts])}
     if categorical:
         batch.update(inputs=np.asarray(mulaw.encode(inputs)), targets=np.asarray(mulaw.encode(targets)))
     else:

@@ -19,7 +19,7 @@ from aigc_jax.families.wavenet import data as wave_data
 from aigc_jax.families.wavenet.generation import generate
 from aigc_jax.families.wavenet.model import WaveNet
 
-LOG_FLOOR = float(np.log(1e-5))  # spectral.log_mel_spectrogram's floor: silence
+LOG_FLOOR = wave_data.LOG_FLOOR
 
 
 def original(utterances: wave_data.Utterances, index: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """WaveNet on the one training loop: teacher-forced maximum likelihood on random crops.
 
-Loss: mean negative log-likelihood per sample of the crop's samples given the ones before
+Loss: mean negative log-likelihood per sample of the crop's samples given the ones before (read
+in a window that reaches a receptive field further back, data.history_frames; see data.py)
 (categorical over mu-law classes, or the discretised logistic mixture over 16-bit values),
 with the switches of model.global_conditioning (speaker) and model.local_conditioning (log-mel
 frames: the vocoder). Evaluation: NLL in bits per sample on fixed crops of held-out utterances
@@ -37,6 +38,7 @@ FIELD_RULES = {
     "data.validation_fraction": rules.OPEN_FRACTION, "data.test_fraction": rules.OPEN_FRACTION,
     "data.n_fft": rules.at_least(16), "data.hop": rules.at_least(1), "data.n_mels": rules.at_least(1),
     "data.fmin": rules.Range(low=0), "data.fmax": rules.Range(low=0), "data.crop_frames": rules.at_least(1),
+    "data.history_frames": rules.at_least(-1),
     "model.output": rules.Choices(OUTPUTS), "model.mixtures": rules.at_least(1),
     "model.cycles": rules.at_least(1), "model.max_dilation": rules.at_least(1),
     "model.residual": rules.at_least(1), "model.gate": rules.at_least(1), "model.skip": rules.at_least(1),
@@ -78,9 +80,15 @@ def nll(model: WaveNet, params, batch):
     return losses.logistic_mixture_nll(out, batch["targets"])
 
 
+def counted_mean_nll(model: WaveNet, params, batch):
+    """Mean NLL over the samples the batch counts (its crops, not their history)."""
+    counted = batch["counted"]
+    return jnp.sum(nll(model, params, batch) * counted) / jnp.maximum(jnp.sum(counted), 1.0)
+
+
 def train_step(state: TrainState, batch, rng, *, model: WaveNet, tx, schedule):
     del rng
-    loss, grads = jax.value_and_grad(lambda p: jnp.mean(nll(model, p, batch)))(state.params)
+    loss, grads = jax.value_and_grad(lambda p: counted_mean_nll(model, p, batch))(state.params)
     new_state, norms = apply_update(state, grads, tx)
     metrics = {"loss": loss, "bits_per_sample": loss / math.log(2.0), "learning_rate": schedule(state.step), **norms}
     return new_state.replace(step=state.step + 1), metrics
@@ -88,7 +96,7 @@ def train_step(state: TrainState, batch, rng, *, model: WaveNet, tx, schedule):
 
 def eval_step(state: TrainState, batch, *, model: WaveNet):
     per_sample = nll(model, state.params, batch)
-    weight = batch["weight"][:, None] * jnp.ones_like(per_sample)
+    weight = batch["weight"][:, None] * batch["counted"]
     return {"nll": jnp.sum(per_sample * weight), "count": jnp.sum(weight)}
 
 
@@ -105,15 +113,17 @@ def build(config, workdir: str) -> Task:
         raise ConfigError(f"model.num_speakers={model.num_speakers} is fewer than the corpus's "
                           f"{len(wave_data.speech.SPEAKERS)} speakers")
     frames = d.crop_frames
-    train_set = wave_data.load_split(d, "train", d.num_train, config.seed, frames)
-    valid_set = wave_data.load_split(d, "validation", d.num_validation, config.seed, frames)
+    field = receptive_field(model.dilations)
+    history = wave_data.history_frames(d.history_frames, field, d.hop, len(model.upsample_strides))
+    train_set = wave_data.load_split(d, "train", d.num_train, config.seed, history + frames)
+    valid_set = wave_data.load_split(d, "validation", d.num_validation, config.seed, history + frames)
     if model.num_speakers and int(train_set.speakers.max()) >= model.num_speakers:
         raise ConfigError(f"the data has speaker id {int(train_set.speakers.max())}, but model.num_speakers is "
                           f"{model.num_speakers}")
     categorical = model.output == "categorical"
     tx, schedule = make_optimizer(config.optimizer, t.num_steps)
 
-    example = wave_data.batch_of(train_set, [(0, 0)], frames, d.hop, categorical)  # outside any trace
+    example = wave_data.batch_of(train_set, [(0, 0)], frames, d.hop, categorical, history)  # outside any trace
 
     def init(rng):
         params = model.init(rng, jnp.asarray(example["inputs"]), jnp.asarray(example["speaker"]),
@@ -122,9 +132,10 @@ def build(config, workdir: str) -> Task:
 
     def train_batch(step: int) -> dict:
         picks = wave_data.train_picks(train_set, config.seed, step, t.batch_size, frames)
-        return wave_data.batch_of(train_set, picks, frames, d.hop, categorical)
+        return wave_data.batch_of(train_set, picks, frames, d.hop, categorical, history)
 
-    eval_arrays = wave_data.batch_of(valid_set, wave_data.eval_picks(valid_set, frames), frames, d.hop, categorical)
+    eval_arrays = wave_data.batch_of(valid_set, wave_data.eval_picks(valid_set, frames), frames, d.hop, categorical,
+                                     history)
     eval_set = padded_batches(eval_arrays, config.eval.batch_size)
 
     def on_eval(state, step: int, workdir: str) -> dict:
@@ -160,8 +171,9 @@ def build(config, workdir: str) -> Task:
         items_per_step=t.batch_size * frames * d.hop,
         item_name="samples",
         description=(f"{train_set.description}; WaveNet, {len(model.dilations)} layers, receptive field "
-                     f"{receptive_field(model.dilations)} samples ({receptive_field(model.dilations) / d.sample_rate * 1000:.0f} ms), "
-                     f"{model.output} output, {conditioning}; crops of {frames * d.hop} samples; "
+                     f"{field} samples ({field / d.sample_rate * 1000:.0f} ms), "
+                     f"{model.output} output, {conditioning}; crops of {frames * d.hop} samples after "
+                     f"{history * d.hop} of history; "
                      f"{len(valid_set.mels)} validation utterances"),
         headline_metrics=("loss", "bits_per_sample"),
         on_eval=on_eval,
