@@ -77,6 +77,10 @@ def get_config(arg=None):
     config.model.speaker_dim = 16
     config.model.upsample_strides = (10, 20)  # multiply to data.hop
     config.model.cond_channels = 64
+    # The log-mels enter as (mel - mel_shift) / mel_scale: the default corpus's log-mels have mean
+    # -5.2 and std 2.5 (floor ln 1e-5 = -11.5). Unscaled (0, 1), the upsampler's tanh units saturate.
+    config.model.mel_shift = -5.0
+    config.model.mel_scale = 2.5
 
     config.optimizer = common.optimizer(learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=100)
 

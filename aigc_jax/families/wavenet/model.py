@@ -10,7 +10,9 @@
   output    relu(sum of skips) -> 1x1 -> relu -> 1x1: 256 logits (categorical over mu-law classes)
             or 3 K mixture parameters (discretised logistic mixture, PixelCNN++ / Parallel WaveNet);
   global    conditioning on the speaker: an embedding, projected per layer to 2 x gate (no bias);
-  local     conditioning on log-mel frames [B, F, n_mels]: a width-3 convolution, then transposed
+  local     conditioning on log-mel frames [B, F, n_mels], standardised by fixed constants
+            ((mel - mel_shift) / mel_scale: raw log-mels sit near -5 with a spread of 2.5, which
+            would saturate the tanh units below), then a width-3 convolution, then transposed
             convolutions (kernel 2 x stride, no overlap beyond one frame) whose strides multiply
             to the hop, giving one vector per sample, projected per layer to 2 x gate.
 
@@ -79,10 +81,12 @@ class MelUpsampler(nn.Module):
     """log-mel frames [B, F, n_mels] -> [B, F * prod(strides), channels]."""
     channels: int
     strides: tuple
+    shift: float = 0.0
+    scale: float = 1.0
 
     @nn.compact
     def __call__(self, mel):
-        h = nn.Conv(self.channels, (3,), padding="SAME", name="frames")(mel)
+        h = nn.Conv(self.channels, (3,), padding="SAME", name="frames")((mel - self.shift) / self.scale)
         for i, s in enumerate(self.strides):
             # A transposed convolution with kernel 2s and stride s: output block t (s samples) gets
             # frame t through one half of the kernel and frame t - 1 through the other.
@@ -106,6 +110,8 @@ class WaveNet(nn.Module):
     mel_channels: int = 0  # > 0: local conditioning on log-mel frames
     upsample_strides: tuple = (16, 16)
     cond_channels: int = 64
+    mel_shift: float = 0.0
+    mel_scale: float = 1.0
 
     def setup(self):
         self.embed = nn.Embed(QUANTIZATION, self.residual) if self.output == "categorical" else None
@@ -118,7 +124,8 @@ class WaveNet(nn.Module):
             self.speaker_embed = nn.Embed(self.num_speakers, self.speaker_dim)
             self.speaker_proj = nn.Dense(per_layer, use_bias=False)
         if self.mel_channels:
-            self.upsampler = MelUpsampler(self.cond_channels, tuple(self.upsample_strides))
+            self.upsampler = MelUpsampler(self.cond_channels, tuple(self.upsample_strides), self.mel_shift,
+                                          self.mel_scale)
             self.mel_proj = nn.Dense(per_layer, use_bias=False)
         self.head_hidden = nn.Dense(self.head)
         out = QUANTIZATION if self.output == "categorical" else 3 * self.mixtures

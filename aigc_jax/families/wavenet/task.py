@@ -44,7 +44,7 @@ FIELD_RULES = {
     "model.residual": rules.at_least(1), "model.gate": rules.at_least(1), "model.skip": rules.at_least(1),
     "model.head": rules.at_least(1), "model.global_conditioning": rules.FLAG,
     "model.local_conditioning": rules.FLAG, "model.speaker_dim": rules.at_least(1),
-    "model.cond_channels": rules.at_least(1), "model.num_speakers": rules.at_least(1),
+    "model.cond_channels": rules.at_least(1), "model.mel_shift": rules.Range(), "model.mel_scale": rules.POSITIVE, "model.num_speakers": rules.at_least(1),
     "eval.sample_seconds": rules.Range(low=0),
 }
 
@@ -67,7 +67,8 @@ def build_model(config) -> WaveNet:
                    head=m.head, output=m.output, mixtures=m.mixtures,
                    num_speakers=m.num_speakers if m.global_conditioning else 0, speaker_dim=m.speaker_dim,
                    mel_channels=config.data.n_mels if m.local_conditioning else 0,
-                   upsample_strides=tuple(m.upsample_strides), cond_channels=m.cond_channels)
+                   upsample_strides=tuple(m.upsample_strides), cond_channels=m.cond_channels,
+                   mel_shift=m.mel_shift, mel_scale=m.mel_scale)
 
 
 def nll(model: WaveNet, params, batch):
