@@ -220,6 +220,31 @@ def test_training_windows_see_what_the_whole_utterance_forward_pass_sees():
     assert window_error(frames // 2, history - 1) > 1e-5  # one frame short of the conditioning's reach
 
 
+def test_standardised_log_mels_keep_the_upsampler_out_of_saturation():
+    """Raw log-mels (floor ln 1e-5 = -11.5) saturate the upsampler's first tanh at initialisation;
+    the config's mel_shift / mel_scale keep most units in their linear range."""
+    from aigc_jax.config import load_config
+    from aigc_jax.data.speech import SpeechSet, tones
+    from aigc_jax.families.wavenet import data as wave_data, task as wave_task
+    from tests.conftest import config_path
+
+    def saturated(overrides):
+        config = load_config(config_path("wavenet.py:tiny"), overrides)
+        model = wave_task.build_model(config)
+        items = SpeechSet([tones([300.0, 720.0], 0.05)], ["a"], [""], np.array([0]), 16000)
+        mel = jnp.asarray(wave_data.prepare(items, config.data, 8).mels[0][None])
+        params = model.init(jax.random.key(0), jnp.zeros((1, mel.shape[1] * config.data.hop), jnp.int32), None,
+                            mel)["params"]
+        _, state = model.apply({"params": params}, None, mel, None, method="conditioning",
+                               capture_intermediates=True)
+        up = state["intermediates"]["upsampler"]
+        first = up["up0_now"]["__call__"][0] + up["up0_past"]["__call__"][0]
+        return float(jnp.mean(jnp.abs(jnp.tanh(first)) > 0.99))
+
+    assert saturated([]) < 0.2
+    assert saturated(["model.mel_shift=0.0", "model.mel_scale=1.0"]) > 0.5
+
+
 def test_resynthesis_keeps_lengths_and_griffin_lim_beats_noise():
     from aigc_jax.config import load_config
     from aigc_jax.data.speech import SpeechSet, tones
