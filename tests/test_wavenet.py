@@ -241,8 +241,8 @@ def test_standardised_log_mels_keep_the_upsampler_out_of_saturation():
         first = up["up0_now"]["__call__"][0] + up["up0_past"]["__call__"][0]
         return float(jnp.mean(jnp.abs(jnp.tanh(first)) > 0.99))
 
-    assert saturated([]) < 0.2
-    assert saturated(["model.mel_shift=0.0", "model.mel_scale=1.0"]) > 0.5
+    normalised, raw = saturated([]), saturated(["model.mel_shift=0.0", "model.mel_scale=1.0"])
+    assert normalised < 0.35 and raw > 0.6 and raw > 2.5 * normalised
 
 
 def test_resynthesis_keeps_lengths_and_griffin_lim_beats_noise():
