@@ -68,7 +68,8 @@ def build_model(config) -> WaveNet:
                    num_speakers=m.num_speakers if m.global_conditioning else 0, speaker_dim=m.speaker_dim,
                    mel_channels=config.data.n_mels if m.local_conditioning else 0,
                    upsample_strides=tuple(m.upsample_strides), cond_channels=m.cond_channels,
-                   mel_shift=m.mel_shift, mel_scale=m.mel_scale)
+                   # runs saved before these fields existed read raw log-mels
+                   mel_shift=m.get("mel_shift", 0.0), mel_scale=m.get("mel_scale", 1.0))
 
 
 def nll(model: WaveNet, params, batch):
