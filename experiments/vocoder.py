@@ -3,7 +3,9 @@ Griffin-Lim from the same mels, scored against the originals (aigc_jax/families/
 
   python -m experiments.vocoder --workdir=runs/wn_vocoder [--utterances=8] [--examples=2 --out=DIR]
 
-Rows: the mu-law (8-bit) quantised original (the floor of any 256-class model's output), fast
+Rows: the mu-law (8-bit) quantised original (the floor of any 256-class model's output), the
+original with mu-law class noise of each --class_noise std (what a sampling vocoder whose
+per-sample spread is that wide writes at best; its entropy in bits per sample beside it), fast
 Griffin-Lim at each --gl_iterations, and WaveNet at each --temperatures. Columns: log-spectral
 distance and mel-cepstral distortion in dB (aigc_jax/audio/distances.py; mean and spread over
 utterances) and the seconds each took. --examples writes the first few utterances' original,
@@ -20,6 +22,8 @@ flags.DEFINE_string("workdir", None, "A WaveNet vocoder run (model.local_conditi
 flags.DEFINE_integer("utterances", 8, "The first this many test utterances.")
 flags.DEFINE_string("gl_iterations", "32,100", "Griffin-Lim iteration counts, one row each.")
 flags.DEFINE_string("temperatures", "1.0", "WaveNet sampling temperatures, one row each.")
+flags.DEFINE_string("class_noise", "", "Standard deviations (in mu-law classes) of noise added to the original's "
+                                        "classes, one row each, e.g. 0.5,1,2,4.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("range_db", "60,80", "Spectral floors below each original's peak (dB), one pair of columns each: "
                                          "how deep the valleys between harmonics and formants count.")
@@ -84,6 +88,9 @@ def main(_):
 
     measure("original, mu-law quantised (8 bits)",
             lambda: {i: np.asarray(mulaw.decode(mulaw.encode(resynthesis.original(test, i)))) for i in indices})
+    for std in [float(s) for s in f.class_noise.split(",") if s]:
+        measure(f"original + mu-law class noise, std {std:g} ({resynthesis.rounded_gaussian_entropy_bits(std):.2f} bits)",
+                lambda: resynthesis.class_noise_resynthesis(test, indices, std, f.seed))
     for iterations in [int(n) for n in f.gl_iterations.split(",") if n]:
         measure(f"Griffin-Lim, {iterations} iterations",
                 lambda: resynthesis.griffin_lim_resynthesis(test, indices, d, iterations))

@@ -245,6 +245,26 @@ def test_standardised_log_mels_keep_the_upsampler_out_of_saturation():
     assert normalised < 0.35 and raw > 0.6 and raw > 2.5 * normalised
 
 
+def test_class_noise_rows_entropy_and_order():
+    from aigc_jax.audio import mulaw
+    from aigc_jax.config import load_config
+    from aigc_jax.data.speech import SpeechSet, tones
+    from aigc_jax.families.wavenet import data as wave_data, resynthesis
+    from tests.conftest import config_path
+    assert resynthesis.rounded_gaussian_entropy_bits(0.0) == 0.0
+    assert resynthesis.rounded_gaussian_entropy_bits(1e-3) == pytest.approx(0.0, abs=1e-6)
+    # wide noise: the differential entropy of N(0, s^2) in bits, 0.5 log2(2 pi e s^2)
+    assert resynthesis.rounded_gaussian_entropy_bits(20.0) == pytest.approx(0.5 * np.log2(2 * np.pi * np.e * 400), abs=1e-3)
+    d = load_config(config_path("wavenet.py:tiny"), []).data
+    items = SpeechSet([tones([300.0, 720.0], 0.13)], ["a"], [""], np.array([0]), 16000)
+    utterances = wave_data.prepare(items, d, d.crop_frames)
+    exact = resynthesis.class_noise_resynthesis(utterances, [0], 0.0)[0]
+    assert np.array_equal(exact, mulaw.decode(mulaw.encode(resynthesis.original(utterances, 0))))
+    lsd = [resynthesis.spectral_scores(utterances, resynthesis.class_noise_resynthesis(utterances, [0], s), d)["lsd_db"]
+           for s in (0.0, 1.0, 4.0)]
+    assert lsd[0] < lsd[1] < lsd[2]
+
+
 def test_resynthesis_keeps_lengths_and_griffin_lim_beats_noise():
     from aigc_jax.config import load_config
     from aigc_jax.data.speech import SpeechSet, tones
