@@ -44,7 +44,8 @@ FIELD_RULES = {
     "model.residual": rules.at_least(1), "model.gate": rules.at_least(1), "model.skip": rules.at_least(1),
     "model.head": rules.at_least(1), "model.global_conditioning": rules.FLAG,
     "model.local_conditioning": rules.FLAG, "model.speaker_dim": rules.at_least(1),
-    "model.cond_channels": rules.at_least(1), "model.mel_shift": rules.Range(), "model.mel_scale": rules.POSITIVE, "model.num_speakers": rules.at_least(1),
+    "model.cond_channels": rules.at_least(1), "model.num_speakers": rules.at_least(1),
+    "model.mel_shift": rules.Range(), "model.mel_scale": rules.POSITIVE,
     "eval.sample_seconds": rules.Range(low=0),
 }
 
