@@ -60,9 +60,6 @@ def spectrogram_picture(path: str, rows: dict, data_config, seconds: float) -> N
 
 
 def main(_):
-    import numpy as np
-
-    from aigc_jax.audio import mulaw
     from aigc_jax.audio.wav import write_wav
     from aigc_jax.families.wavenet import data as wave_data, resynthesis, task as wave_task
     f = flags.FLAGS
@@ -86,8 +83,7 @@ def main(_):
         outputs[name] = waves
         rows.append((name, [resynthesis.spectral_scores(test, waves, d, r) for r in ranges], elapsed))
 
-    measure("original, mu-law quantised (8 bits)",
-            lambda: {i: np.asarray(mulaw.decode(mulaw.encode(resynthesis.original(test, i)))) for i in indices})
+    measure("original, mu-law quantised (8 bits)", lambda: resynthesis.class_noise_resynthesis(test, indices, 0.0))
     for std in [float(s) for s in f.class_noise.split(",") if s]:
         measure(f"original + mu-law class noise, std {std:g} ({resynthesis.rounded_gaussian_entropy_bits(std):.2f} bits)",
                 lambda: resynthesis.class_noise_resynthesis(test, indices, std, f.seed))

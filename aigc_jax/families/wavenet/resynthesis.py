@@ -20,8 +20,6 @@ from aigc_jax.families.wavenet import data as wave_data
 from aigc_jax.families.wavenet.generation import generate
 from aigc_jax.families.wavenet.model import WaveNet
 
-LOG_FLOOR = wave_data.LOG_FLOOR
-
 
 def original(utterances: wave_data.Utterances, index: int) -> np.ndarray:
     return utterances.waveforms[index][1:]  # without the leading silence sample
@@ -51,7 +49,7 @@ def class_noise_resynthesis(utterances, indices, std: float, seed: int = 0) -> d
 
 
 def _padded_mels(utterances, indices, frames: int) -> np.ndarray:
-    out = np.full((len(indices), frames, utterances.mels[0].shape[1]), LOG_FLOOR, np.float32)
+    out = np.full((len(indices), frames, utterances.mels[0].shape[1]), wave_data.LOG_FLOOR, np.float32)
     for row, i in enumerate(indices):
         out[row, :len(utterances.mels[i])] = utterances.mels[i]
     return out
