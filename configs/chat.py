@@ -99,6 +99,7 @@ def get_config(arg=None):
     config.data.pair_instructions = 3000  # training instructions sampled for the pool (one pair each at most)
     config.data.pair_samples = 4  # responses sampled per instruction
     config.data.pair_temperature = 1.0
+    config.data.pairing = "extremes"  # extremes (best vs worst: one pair per instruction) | all (every ranked pair)
     config.data.pair_batch = 256  # rows per decoder call while sampling the pool
 
     config.optimizer = common.optimizer(learning_rate=3e-4, min_learning_rate=3e-5, warmup_steps=50,

@@ -16,7 +16,9 @@ from experiments import cli
 
 flags.DEFINE_string("workdir", None, "Runs to evaluate, comma-separated.")
 flags.DEFINE_string("reference", "", "The SFT run: the held-out set's config, win rates and KL against it.")
-flags.DEFINE_integer("num", 0, "Held-out instructions (0: the reference config's data.num_heldout).")
+flags.DEFINE_integer("num", 0, "Held-out instructions (0: the reference config's data.num_heldout; more than it "
+                     "extends the same held-out list, still never trained on).")
+flags.DEFINE_integer("samples", 1, "Sampled answers per instruction (temperature 1) for the sampled accuracy and the KL.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("reward_models", "", "Reward model runs (comma-separated): their pairwise accuracy on held-out "
                     "judge-written pairs and on held-out pairs of the reference's own samples (needs --reference).")
@@ -36,28 +38,32 @@ def main(_):
     else:
         import os
         config = load_config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "chat.py"))
+    if f.num > config.data.num_heldout:  # the held-out list is prefix-stable: its first items stay the same
+        config.data.num_heldout = f.num
     _, heldout = stages.instruction_sets(config)
     items = heldout[:f.num] if f.num else heldout
     reference = policy.load_chat_model(f.reference) if f.reference else None
     reference_greedy = None
     if reference is not None:
-        reference_greedy = evaluation.evaluate(reference, items, seed=f.seed)["greedy"]
+        reference_greedy = evaluation.evaluate(reference, items, seed=f.seed, samples=1)["greedy"]
     rows = []
     for workdir in [w for w in f.workdir.split(",") if w]:
         chat = policy.load_chat_model(workdir)
         if chat.task not in ("lm",) + policy.STAGES:
             raise cli.ConfigError(f"{workdir!r} is a {chat.task} run: only policies answer (a reward model does not)")
-        row = evaluation.evaluate(chat, items, reference=reference, reference_greedy=reference_greedy, seed=f.seed)
+        row = evaluation.evaluate(chat, items, reference=reference, reference_greedy=reference_greedy, seed=f.seed,
+                                  samples=f.samples)
         rows.append((f"{workdir} ({chat.task}, step {chat.step})", row))
     kinds = sorted(k for k in rows[0][1] if k.startswith("accuracy_"))
-    head = ["run", "accuracy", "sampled accuracy", "concise", "mean length"]
+    head = ["run", "accuracy +- se", f"sampled accuracy +- se ({f.samples} per instruction)", "concise", "mean length"]
     head += (["win rate vs reference", "KL to reference (nats)"] if reference is not None else [])
     head += [k.removeprefix("accuracy_") for k in kinds]
     lines = [f"Held-out: {len(items)} instructions (seed {config.seed}; never in any training stage)"
              + (f"; reference {f.reference}" if reference is not None else ""), "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, row in rows:
-        cells = [f"{row['accuracy']:.3f}", f"{row['sampled_accuracy']:.3f}", f"{row['concise']:.3f}",
+        cells = [f"{row['accuracy']:.3f} +- {row['accuracy_se']:.3f}",
+                 f"{row['sampled_accuracy']:.3f} +- {row['sampled_accuracy_se']:.3f}", f"{row['concise']:.3f}",
                  f"{row['mean_length']:.1f}"]
         if reference is not None:
             cells += [f"{row['win_rate']:.3f}", f"{row['kl_to_reference']:.2f}"]
@@ -77,13 +83,19 @@ def reward_table(workdirs: list, reference, items: list, seed: int) -> list:
     if reference is None:
         raise cli.ConfigError("--reward_models needs --reference (the SFT policy whose samples make the pairs)")
     sets = reward_eval.heldout_pair_sets(reference, items, seed)
+    sampled = sets["SFT samples"]
+    kinds = sorted({item.kind for item, _, _ in sampled})
     head = ["reward model"] + [f"pairwise accuracy, {name} ({len(pairs)} pairs)" for name, pairs in sets.items()]
+    head += [f"{kind} (SFT samples)" for kind in kinds]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for workdir in [w for w in workdirs if w]:
         rm = policy.load_chat_model(workdir)
         if rm.task not in policy.SCORERS:
             raise cli.ConfigError(f"--reward_models: {workdir!r} is a {rm.task} run, not a reward model")
-        cells = [f"{reward_eval.pairwise_accuracy(rm, pairs):.3f}" for pairs in sets.values()]
+        verdicts = {name: reward_eval.ranked_right(rm, pairs) for name, pairs in sets.items()}
+        cells = [f"{v.mean():.3f}" for v in verdicts.values()]
+        by_kind = reward_eval.accuracy_by_kind(sampled, verdicts["SFT samples"])
+        cells += [f"{by_kind[k][0]:.2f} ({by_kind[k][1]})" for k in kinds]
         lines.append(f"| {workdir} (step {rm.step}) | " + " | ".join(cells) + " |")
     return lines
 

@@ -233,6 +233,18 @@ def test_ranked_pair_prefers_correct_then_concise_and_skips_ties():
     assert ranked_pair(item, ["5", "6", "7"]) is None and ranked_pair(item, ["4", "4"]) is None
 
 
+def test_all_ranked_pairs_are_every_distinct_better_worse_pair():
+    from aigc_jax.families.chat.sampled_pairs import ranked_pairs
+    item = ins.Instruction("arithmetic", "What is 2 + 2?", "4")
+    samples = ["5", "4", "The answer is 4.", "4", "6"]
+    assert ranked_pairs(item, samples, "extremes") == [("4", "5")]
+    assert ranked_pairs(item, samples, "all") == [("4", "5"), ("4", "The answer is 4."), ("4", "6"),
+                                                  ("The answer is 4.", "5"), ("The answer is 4.", "6")]
+    assert ranked_pairs(item, ["5", "6"], "all") == [] and ranked_pairs(item, ["4", "4"], "extremes") == []
+    with pytest.raises(ValueError, match="unknown pairing 'every'"):
+        ranked_pairs(item, samples, "every")
+
+
 def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, monkeypatch):
     """data.pairs='sampled': the pool is built from the SFT policy's answers (here a stand-in
     decoder whose answers cycle right / rambling / wrong), in batches of one shape, and the
@@ -259,9 +271,13 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
     pool, made = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8)
     assert calls == [8, 8, 8, 8] and made == 10 and 0 < len(pool) <= 10  # 30 rows, the last call padded to 8
     assert all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in pool)
+    calls.clear()
+    every, _ = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8,
+                                          pairing="all")
+    assert set(pool) < set(every) and all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in every)
     calls.clear()  # the stand-in answers the same again
     task = families.build_task(config, "")
-    assert "pairs from 3 samples" in task.description
+    assert "pairs (extremes) from 3 samples" in task.description
     batch, pairs = task.train_batch(0), {(good, bad) for _, good, bad in pool}
     n = batch["inputs"].shape[0] // 2
     for i in range(n):
@@ -330,6 +346,9 @@ def test_reward_eval_agrees_with_the_training_evaluation_and_with_swapped_pairs(
     assert accuracy == pytest.approx(read_metrics(tiny_chat_rm, "eval")[-1]["pair_accuracy"], abs=1e-6)
     swapped = [(item, bad, good) for item, good, bad in written]
     assert accuracy + reward_eval.pairwise_accuracy(rm, swapped) == pytest.approx(1.0)
+    by_kind = reward_eval.accuracy_by_kind(written, reward_eval.ranked_right(rm, written, batch=5))
+    assert set(by_kind) == {item.kind for item in heldout} and sum(n for _, n in by_kind.values()) == len(written)
+    assert sum(a * n for a, n in by_kind.values()) / len(written) == pytest.approx(accuracy)
 
 
 def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat_sft, tmp_path):
@@ -453,6 +472,18 @@ def test_win_rate_and_judge_ranks_by_hand():
     assert evaluation.win_rate(items, ours, theirs) == pytest.approx((1 + 0.5 + 0 + 1) / 4)
 
 
+def test_sampled_accuracy_over_several_samples_is_their_mean_with_an_error_over_instructions(tiny_chat_sft):
+    from aigc_jax.families.chat import evaluation, policy
+    chat = policy.load_chat_model(tiny_chat_sft)
+    items = ins.instructions("heldout", 12, 0)
+    assert ins.instructions("heldout", 5, 0) == items[:5]  # a longer held-out list keeps the shorter one's items
+    one, other = (evaluation.evaluate(chat, items, seed=s, max_new_tokens=6) for s in (3, 4))
+    both = evaluation.evaluate(chat, items, seed=3, max_new_tokens=6, samples=2)
+    assert both["sampled_accuracy"] == pytest.approx((one["sampled_accuracy"] + other["sampled_accuracy"]) / 2)
+    assert both["accuracy"] == one["accuracy"] and both["greedy"] == one["greedy"]
+    assert evaluation.standard_error([1, 0, 1, 0]) == pytest.approx(math.sqrt(1 / 3) / 2)  # sd (ddof 1) / sqrt(n)
+
+
 @pytest.mark.slow  # three subprocesses; the stages' tests and contract rows cover the code in the default run
 def test_chat_commands_on_tiny_runs(tiny_chat_base, tiny_chat_sft, tiny_chat_rm, tmp_path):
     import subprocess
@@ -462,10 +493,11 @@ def test_chat_commands_on_tiny_runs(tiny_chat_base, tiny_chat_sft, tiny_chat_rm,
     ppo_dir = str(tmp_path / "ppo")
     train_tiny_run("chat.py:ppo,tiny", ppo_dir, f"chat.sft={tiny_chat_sft}", f"chat.rm={tiny_chat_rm}")
     table = subprocess.run([sys.executable, "-m", "experiments.chat_eval", f"--workdir={tiny_chat_base},{ppo_dir}",
-                            f"--reference={tiny_chat_sft}", "--num=6"], cwd=REPO, capture_output=True, text=True,
-                           timeout=600)
+                            f"--reference={tiny_chat_sft}", "--num=16", "--samples=2"], cwd=REPO, capture_output=True,
+                           text=True, timeout=600)  # 16: more than the tiny config's 12 held-out instructions
     assert table.returncode == 0, table.stderr[-2000:]
     assert "(lm, step 20)" in table.stdout and "(chat_ppo, step 4)" in table.stdout and "win rate" in table.stdout
+    assert "Held-out: 16 instructions" in table.stdout and "(2 per instruction)" in table.stdout
     plot = str(tmp_path / "ppo.png")
     drawn = subprocess.run([sys.executable, "-m", "experiments.chat_ppo_plot", f"--workdir={ppo_dir}", f"--out={plot}"],
                            cwd=REPO, capture_output=True, text=True, timeout=600)

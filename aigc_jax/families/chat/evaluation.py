@@ -41,18 +41,30 @@ def kl_to(chat, reference, items: list, sampled_ids: list) -> float:
     return float(np.mean(sequence_log_probs(chat, chat.params, rows) - sequence_log_probs(reference, reference.params, rows)))
 
 
+def standard_error(per_item) -> float:
+    """The standard error of a mean over instructions (per_item: each instruction's score, or its
+    mean over several samples, so the samples of one instruction are not counted as independent)."""
+    per_item = np.asarray(per_item, np.float64)
+    return float(np.std(per_item, ddof=1) / np.sqrt(len(per_item))) if len(per_item) > 1 else float("nan")
+
+
 def evaluate(chat, items: list, *, reference=None, reference_greedy: list | None = None, seed: int = 0,
-             max_new_tokens: int = 48) -> dict:
-    """The row of one run: greedy and sampled accuracy, concise share, length, win rate and KL
-    against `reference` (a ChatModel) when given; also the greedy texts."""
+             max_new_tokens: int = 48, samples: int = 1) -> dict:
+    """The row of one run: greedy accuracy, sampled accuracy (the mean over `samples` answers per
+    instruction at temperature 1, seeds seed, seed + 1, ...), their standard errors over
+    instructions, concise share, length, win rate and KL against `reference` (a ChatModel) when
+    given; also the greedy texts."""
     greedy = [t for t, _ in answers.answer(chat.model, chat.params, chat.tokenizer, items,
                                           max_new_tokens=max_new_tokens)]
-    sampled = answers.answer(chat.model, chat.params, chat.tokenizer, items, seed=seed, temperature=1.0,
-                             max_new_tokens=max_new_tokens)
+    draws = [answers.answer(chat.model, chat.params, chat.tokenizer, items, seed=seed + k, temperature=1.0,
+                            max_new_tokens=max_new_tokens) for k in range(samples)]
     row = answers.scores(items, greedy)
-    row["sampled_accuracy"] = answers.scores(items, [t for t, _ in sampled])["accuracy"]
+    row["accuracy_se"] = standard_error([ins.is_correct(i, t) for i, t in zip(items, greedy)])
+    per_item = np.mean([[ins.is_correct(i, t) for i, (t, _) in zip(items, draw)] for draw in draws], axis=0)
+    row["sampled_accuracy"], row["sampled_accuracy_se"] = float(np.mean(per_item)), standard_error(per_item)
     if reference is not None:
         row["win_rate"] = win_rate(items, greedy, reference_greedy)
-        row["kl_to_reference"] = kl_to(chat, reference, items, [ids for _, ids in sampled])
+        row["kl_to_reference"] = float(np.mean([kl_to(chat, reference, items, [ids for _, ids in draw])
+                                                for draw in draws]))
     row["greedy"] = greedy
     return row

@@ -3,15 +3,21 @@ InstructGPT's reward model (labellers rank K responses sampled from the model fo
 of DPO (pairs y1, y2 ~ pi_SFT(.|x), labelled by people), with the program standing in for people.
 
 For each instruction, `samples` responses are drawn at `temperature`; the judge ranks them
-(correct and concise > correct but rambling > wrong: instructions.judge_rank). When the ranks
-differ, the first best-ranked response is chosen against the first worst-ranked one: one pair per
-instruction; instructions whose samples all share a rank give no pair (nothing to prefer)."""
+(correct and concise > correct but rambling > wrong: instructions.judge_rank). Instructions whose
+samples all share a rank give no pair (nothing to prefer). Otherwise, by `pairing`:
+  extremes  the first best-ranked response against the first worst-ranked one: one pair;
+  all       every pair of distinct responses whose ranks differ, better one chosen: InstructGPT's
+            K-choose-2 comparisons of one ranking (up to 4 pairs from 4 samples split 2/2),
+            so a pool of the same samples holds more of the policy's contrasts."""
 from __future__ import annotations
 
 import jax
 
 from aigc_jax.families.chat import answers
 from aigc_jax.families.chat.instructions import judge_rank
+
+
+PAIRINGS = ("extremes", "all")
 
 
 def ranked_pair(item, responses: list):
@@ -23,8 +29,21 @@ def ranked_pair(item, responses: list):
     return responses[ranks.index(best)], responses[ranks.index(worst)]
 
 
+def ranked_pairs(item, responses: list, pairing: str = "extremes") -> list:
+    """The (chosen, rejected) pairs of one instruction's responses under `pairing` (see above);
+    "all" counts each pair of distinct texts once, in first-seen order."""
+    if pairing == "extremes":
+        pair = ranked_pair(item, responses)
+        return [] if pair is None else [pair]
+    if pairing != "all":
+        raise ValueError(f"unknown pairing {pairing!r}; expected one of {PAIRINGS}")
+    distinct = list(dict.fromkeys(responses))
+    ranks = [judge_rank(item, r) for r in distinct]
+    return [(a, b) for i, a in enumerate(distinct) for j, b in enumerate(distinct) if ranks[i] > ranks[j]]
+
+
 def sampled_pool(chat, items: list, *, samples: int, temperature: float, seed: int, max_new_tokens: int,
-                 batch: int) -> tuple:
+                 batch: int, pairing: str = "extremes") -> tuple:
     """([(item, chosen, rejected)], instructions sampled): `samples` responses per instruction
     from chat's policy, in batches of `batch` rows (the last padded with repeats: one compiled
     decoder), deterministic per seed."""
@@ -37,9 +56,5 @@ def sampled_pool(chat, items: list, *, samples: int, temperature: float, seed: i
         replies = answers.answer(chat.model, chat.params, chat.tokenizer, padded, key=key, temperature=temperature,
                                  max_new_tokens=max_new_tokens)
         texts += [text for text, _ in replies[:len(part)]]
-    pool = []
-    for i, item in enumerate(items):
-        pair = ranked_pair(item, texts[i * samples:(i + 1) * samples])
-        if pair is not None:
-            pool.append((item, *pair))
-    return pool, len(items)
+    return [(item, *pair) for i, item in enumerate(items)
+            for pair in ranked_pairs(item, texts[i * samples:(i + 1) * samples], pairing)], len(items)

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from aigc_jax import config_rules as rules
 from aigc_jax.config import ConfigError
 from aigc_jax.data.tokenizers import save_tokenizer
-from aigc_jax.families.chat import answers, instructions as ins, objectives, policy
+from aigc_jax.families.chat import answers, instructions as ins, objectives, policy, sampled_pairs
 from aigc_jax.train.state import TrainState
 
 DATA_RULES = {
@@ -19,7 +19,7 @@ DATA_RULES = {
     "data.multi_turn_prob": rules.Range(0, 1), "eval.answers": rules.at_least(0),
     "eval.max_new_tokens": rules.at_least(1), "data.pairs": rules.Choices(("constructed", "sampled")),
     "data.pair_instructions": rules.at_least(1), "data.pair_samples": rules.at_least(2),
-    "data.pair_batch": rules.at_least(1),
+    "data.pair_batch": rules.at_least(1), "data.pairing": rules.Choices(sampled_pairs.PAIRINGS),
     "data.pair_temperature": rules.Range(0, low_open=True),
 }
 
