@@ -245,10 +245,11 @@ def test_all_ranked_pairs_are_every_distinct_better_worse_pair():
         ranked_pairs(item, samples, "every")
 
 
-def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, monkeypatch):
+def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, monkeypatch, tmp_path):
     """data.pairs='sampled': the pool is built from the SFT policy's answers (here a stand-in
-    decoder whose answers cycle right / rambling / wrong), in batches of one shape, and the
-    training rows hold exactly the pool's chosen and rejected responses."""
+    decoder whose answers cycle right / rambling / wrong), in batches of one shape, sampled once
+    and then read from the cache (a corrupt cache file is sampled again), and the training rows
+    hold exactly the pool's chosen and rejected responses."""
     from aigc_jax import families
     from aigc_jax.config import load_config
     from aigc_jax.families.chat import policy, sampled_pairs, stages
@@ -260,10 +261,12 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
         calls.append(len(items))
         replies = []
         for i, item in enumerate(items):
-            text = [item.answer, f"Let me think. The answer is {item.answer}.", item.answer + "9"][(len(calls) + i) % 3]
+            cycle = ((len(calls) - 1) % 4 + 1 + i) % 3  # the same answers each round of four calls
+            text = [item.answer, f"Let me think. The answer is {item.answer}.", item.answer + "9"][cycle]
             replies.append((text, []))
         return replies
     monkeypatch.setattr(sampled_pairs.answers, "answer", fake_answer)
+    monkeypatch.setenv("AIGC_JAX_CHAT_SAMPLES", str(tmp_path / "samples"))
     config = load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}", "data.pairs=sampled",
                                                             "data.pair_instructions=10", "data.pair_samples=3"])
     chat = policy.load_chat_model(tiny_chat_sft)
@@ -271,11 +274,18 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
     pool, made = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8)
     assert calls == [8, 8, 8, 8] and made == 10 and 0 < len(pool) <= 10  # 30 rows, the last call padded to 8
     assert all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in pool)
-    calls.clear()
+    cached = list((tmp_path / "samples").iterdir())
+    assert len(cached) == 1 and calls == [8, 8, 8, 8]  # the texts were cached
     every, _ = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8,
-                                          pairing="all")
-    assert set(pool) < set(every) and all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in every)
-    calls.clear()  # the stand-in answers the same again
+                                          pairing="all")  # the same texts, from the cache: no new calls
+    assert calls == [8, 8, 8, 8] and set(pool) < set(every)
+    assert all(judge_rank(i, good) > judge_rank(i, bad) for i, good, bad in every)
+    cached[0].write_text('["half a list"')
+    with pytest.warns(UserWarning, match="cache file .* is unusable"):
+        again, _ = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6,
+                                              batch=8)
+    assert len(calls) == 8 and again == pool  # sampled again (the stand-in answers the same), and re-cached
+    calls.clear()
     task = families.build_task(config, "")
     assert "pairs (extremes) from 3 samples" in task.description
     batch, pairs = task.train_batch(0), {(good, bad) for _, good, bad in pool}
@@ -284,6 +294,7 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
         chosen = chat.tokenizer.decode(batch["targets"][i][batch["mask"][i]][:-1])
         rejected = chat.tokenizer.decode(batch["targets"][n + i][batch["mask"][n + i]][:-1])
         assert (chosen, rejected) in pairs
+    monkeypatch.setenv("AIGC_JAX_CHAT_SAMPLES", "off")
     with pytest.raises(Exception, match="samples differ in the judge's rank"):
         monkeypatch.setattr(sampled_pairs.answers, "answer",
                             lambda model, params, tok, items, **kw: [("no", [])] * len(items))

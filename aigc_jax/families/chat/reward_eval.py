@@ -4,7 +4,6 @@ its training evaluation reports) and pairs of the SFT policy's own samples ranke
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from aigc_jax.families.chat import preferences, rm_task, sampled_pairs, stages
