@@ -62,8 +62,8 @@ def main(_):
              + (f"; reference {f.reference}" if reference is not None else ""), "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, row in rows:
-        cells = [f"{row['accuracy']:.3f} +- {row['accuracy_se']:.3f}",
-                 f"{row['sampled_accuracy']:.3f} +- {row['sampled_accuracy_se']:.3f}", f"{row['concise']:.3f}",
+        cells = [f"{row['accuracy']:.3f} +- {row['stderr_accuracy']:.3f}",
+                 f"{row['sampled_accuracy']:.3f} +- {row['stderr_sampled_accuracy']:.3f}", f"{row['concise']:.3f}",
                  f"{row['mean_length']:.1f}"]
         if reference is not None:
             cells += [f"{row['win_rate']:.3f}", f"{row['kl_to_reference']:.2f}"]

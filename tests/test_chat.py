@@ -492,6 +492,7 @@ def test_sampled_accuracy_over_several_samples_is_their_mean_with_an_error_over_
     both = evaluation.evaluate(chat, items, seed=3, max_new_tokens=6, samples=2)
     assert both["sampled_accuracy"] == pytest.approx((one["sampled_accuracy"] + other["sampled_accuracy"]) / 2)
     assert both["accuracy"] == one["accuracy"] and both["greedy"] == one["greedy"]
+    assert {k for k in both if k.startswith("accuracy_")} == {f"accuracy_{i.kind}" for i in items}  # per-kind columns
     assert evaluation.standard_error([1, 0, 1, 0]) == pytest.approx(math.sqrt(1 / 3) / 2)  # sd (ddof 1) / sqrt(n)
 
 

@@ -59,9 +59,9 @@ def evaluate(chat, items: list, *, reference=None, reference_greedy: list | None
     draws = [answers.answer(chat.model, chat.params, chat.tokenizer, items, seed=seed + k, temperature=1.0,
                             max_new_tokens=max_new_tokens) for k in range(samples)]
     row = answers.scores(items, greedy)
-    row["accuracy_se"] = standard_error([ins.is_correct(i, t) for i, t in zip(items, greedy)])
+    row["stderr_accuracy"] = standard_error([ins.is_correct(i, t) for i, t in zip(items, greedy)])
     per_item = np.mean([[ins.is_correct(i, t) for i, (t, _) in zip(items, draw)] for draw in draws], axis=0)
-    row["sampled_accuracy"], row["sampled_accuracy_se"] = float(np.mean(per_item)), standard_error(per_item)
+    row["sampled_accuracy"], row["stderr_sampled_accuracy"] = float(np.mean(per_item)), standard_error(per_item)
     if reference is not None:
         row["win_rate"] = win_rate(items, greedy, reference_greedy)
         row["kl_to_reference"] = float(np.mean([kl_to(chat, reference, items, [ids for _, ids in draw])

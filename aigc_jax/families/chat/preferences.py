@@ -1,12 +1,14 @@
 """Preference pairs as token rows: for each instruction, the conversation with the chosen response
 and the one with the rejected response, the loss mask on the response tokens and their <|end|>.
 
-Two sources of training pairs (`data.pairs`):
+Sources of training pairs (`data.pairs`):
   constructed  the judge writes both responses (instructions.preference_pair: correct beats wrong,
                concise beats rambling), whatever the policy would say;
   sampled      InstructGPT's comparisons and DPO's setting: responses sampled from the SFT model
                itself, ranked by the judge (sampled_pairs.py), so the pairs hold the model's own
-               mistakes.
+               mistakes;
+  mixed        half of every batch sampled pairs, half judge-written ones (a finite pool of the
+               policy's contrasts, and fresh written pairs that do not run out).
 Held-out pairs (the evaluation of the reward model and DPO's implicit reward) are constructed in
 both cases, one per held-out instruction, so the two sources are scored on the same pairs."""
 from __future__ import annotations
@@ -72,21 +74,21 @@ def training_pairs(config, tokenizer: ChatTokenizer, train_items: list, width: i
     """train_batch(step) of a pair stage: train.batch_size pairs, a pure function of (seed, step)
     (salt keeps the stages' draws apart), flat (chosen, then rejected). Without `pool`, judge-written
     pairs of training instructions; with it, pairs drawn from the pool [(item, chosen, rejected)],
-    their order swapped with probability data.label_noise."""
-    d = config.data
+    their order swapped with probability data.label_noise; with it and data.pairs='mixed', the
+    first half of the batch from the pool, the rest judge-written."""
+    d, size = config.data, config.train.batch_size
+    from_pool = 0 if pool is None else size // 2 if d.pairs == "mixed" else size
 
     def train_batch(step: int) -> dict:
         rng = np.random.default_rng([config.seed, step, salt])
-        if pool is None:
-            items = [train_items[i] for i in rng.integers(len(train_items), size=config.train.batch_size)]
-            pairs, system = constructed_pairs(items, rng, label_noise=d.label_noise, system_prob=d.system_prob)
-        else:
-            pairs, system = [], []
-            for i in rng.integers(len(pool), size=config.train.batch_size):
-                item, good, bad = pool[i]
-                system.append(rng.random() < d.system_prob)
-                pairs.append((item, bad, good) if rng.random() < d.label_noise else (item, good, bad))
-        return flat(pair_rows(tokenizer, pairs, system, width))
+        pairs, system = [], []
+        for i in rng.integers(len(pool), size=from_pool) if from_pool else []:
+            item, good, bad = pool[i]
+            system.append(rng.random() < d.system_prob)
+            pairs.append((item, bad, good) if rng.random() < d.label_noise else (item, good, bad))
+        items = [train_items[i] for i in rng.integers(len(train_items), size=size - from_pool)]
+        written, written_system = constructed_pairs(items, rng, label_noise=d.label_noise, system_prob=d.system_prob)
+        return flat(pair_rows(tokenizer, pairs + written, system + written_system, width))
     return train_batch
 
 
@@ -110,7 +112,7 @@ def pair_data(config, sft, train_items: list, heldout: list, salt: int) -> tuple
     d, tokenizer, model = config.data, sft.tokenizer, sft.model
     tokens = longest_pair(tokenizer, train_items + heldout, d.system_prob > 0)
     pool = None
-    if d.pairs == "sampled":
+    if d.pairs in ("sampled", "mixed"):
         pool, made = sampled_pairs.sampled_pool(sft, train_items[:d.pair_instructions], samples=d.pair_samples,
                                                 temperature=d.pair_temperature, seed=config.seed,
                                                 max_new_tokens=config.eval.max_new_tokens, batch=d.pair_batch,
@@ -120,7 +122,8 @@ def pair_data(config, sft, train_items: list, heldout: list, salt: int) -> tuple
                               "samples differ in the judge's rank; raise data.pair_samples or data.pair_temperature")
         tokens = max(tokens, max(pair_tokens(tokenizer, i, g, b, d.system_prob > 0) for i, g, b in pool))
         source = (f"{len(pool)} pairs ({d.pairing}) from {d.pair_samples} samples (temperature {d.pair_temperature}) of the "
-                  f"SFT model on each of {made} training instructions, ranked by the judge")
+                  f"SFT model on each of {made} training instructions, ranked by the judge"
+                  + (", half of each batch; the other half judge-written pairs" if d.pairs == "mixed" else ""))
     else:
         source = f"judge-written pairs of {len(train_items)} training instructions"
     width = stages.row_width(tokens, model.context_length)

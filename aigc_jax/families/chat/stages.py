@@ -17,7 +17,7 @@ DATA_RULES = {
     "data.num_heldout": rules.at_least(1), "data.heldout_fraction": rules.OPEN_FRACTION,
     "data.error_rate": rules.FRACTION, "data.label_noise": rules.FRACTION, "data.system_prob": rules.Range(0, 1),
     "data.multi_turn_prob": rules.Range(0, 1), "eval.answers": rules.at_least(0),
-    "eval.max_new_tokens": rules.at_least(1), "data.pairs": rules.Choices(("constructed", "sampled")),
+    "eval.max_new_tokens": rules.at_least(1), "data.pairs": rules.Choices(("constructed", "sampled", "mixed")),
     "data.pair_instructions": rules.at_least(1), "data.pair_samples": rules.at_least(2),
     "data.pair_batch": rules.at_least(1), "data.pairing": rules.Choices(sampled_pairs.PAIRINGS),
     "data.pair_temperature": rules.Range(0, low_open=True),
