@@ -43,20 +43,21 @@ def main(_):
     _, heldout = stages.instruction_sets(config)
     items = heldout[:f.num] if f.num else heldout
     reference = policy.load_chat_model(f.reference) if f.reference else None
-    reference_greedy = None
+    reference_row = None
     if reference is not None:
-        reference_greedy = evaluation.evaluate(reference, items, seed=f.seed, samples=1)["greedy"]
+        reference_row = evaluation.evaluate(reference, items, seed=f.seed, samples=f.samples)
     rows = []
     for workdir in [w for w in f.workdir.split(",") if w]:
         chat = policy.load_chat_model(workdir)
         if chat.task not in ("lm",) + policy.STAGES:
             raise cli.ConfigError(f"{workdir!r} is a {chat.task} run: only policies answer (a reward model does not)")
-        row = evaluation.evaluate(chat, items, reference=reference, reference_greedy=reference_greedy, seed=f.seed,
-                                  samples=f.samples)
+        row = evaluation.evaluate(chat, items, reference=reference, seed=f.seed, samples=f.samples,
+                                  reference_greedy=reference_row["greedy"] if reference_row else None)
         rows.append((f"{workdir} ({chat.task}, step {chat.step})", row))
     kinds = sorted(k for k in rows[0][1] if k.startswith("accuracy_"))
     head = ["run", "accuracy +- se", f"sampled accuracy +- se ({f.samples} per instruction)", "concise", "mean length"]
-    head += (["win rate vs reference", "KL to reference (nats)"] if reference is not None else [])
+    head += (["accuracy - reference's (paired se)", "sampled accuracy - reference's (paired se)",
+              "win rate vs reference", "KL to reference (nats)"] if reference is not None else [])
     head += [k.removeprefix("accuracy_") for k in kinds]
     lines = [f"Held-out: {len(items)} instructions (seed {config.seed}; never in any training stage)"
              + (f"; reference {f.reference}" if reference is not None else ""), "",
@@ -66,6 +67,9 @@ def main(_):
                  f"{row['sampled_accuracy']:.3f} +- {row['stderr_sampled_accuracy']:.3f}", f"{row['concise']:.3f}",
                  f"{row['mean_length']:.1f}"]
         if reference is not None:
+            for key in ("greedy_correct", "sampled_correct"):
+                mean, error = evaluation.paired_difference(row[key], reference_row[key])
+                cells.append(f"{mean:+.3f} +- {error:.3f}")
             cells += [f"{row['win_rate']:.3f}", f"{row['kl_to_reference']:.2f}"]
         cells += [f"{row[k]:.2f}" for k in kinds]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

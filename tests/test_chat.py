@@ -494,6 +494,9 @@ def test_sampled_accuracy_over_several_samples_is_their_mean_with_an_error_over_
     assert both["accuracy"] == one["accuracy"] and both["greedy"] == one["greedy"]
     assert {k for k in both if k.startswith("accuracy_")} == {f"accuracy_{i.kind}" for i in items}  # per-kind columns
     assert evaluation.standard_error([1, 0, 1, 0]) == pytest.approx(math.sqrt(1 / 3) / 2)  # sd (ddof 1) / sqrt(n)
+    assert evaluation.paired_difference(both["sampled_correct"], both["sampled_correct"]) == (0.0, 0.0)
+    mean, error = evaluation.paired_difference([1, 1, 0, 1], [1, 0, 0, 0])  # differences 0, 1, 0, 1
+    assert mean == 0.5 and error == pytest.approx(math.sqrt(1 / 3) / 2)
 
 
 @pytest.mark.slow  # three subprocesses; the stages' tests and contract rows cover the code in the default run
@@ -510,6 +513,7 @@ def test_chat_commands_on_tiny_runs(tiny_chat_base, tiny_chat_sft, tiny_chat_rm,
     assert table.returncode == 0, table.stderr[-2000:]
     assert "(lm, step 20)" in table.stdout and "(chat_ppo, step 4)" in table.stdout and "win rate" in table.stdout
     assert "Held-out: 16 instructions" in table.stdout and "(2 per instruction)" in table.stdout
+    assert "sampled accuracy - reference's (paired se)" in table.stdout
     plot = str(tmp_path / "ppo.png")
     drawn = subprocess.run([sys.executable, "-m", "experiments.chat_ppo_plot", f"--workdir={ppo_dir}", f"--out={plot}"],
                            cwd=REPO, capture_output=True, text=True, timeout=600)

@@ -48,19 +48,30 @@ def standard_error(per_item) -> float:
     return float(np.std(per_item, ddof=1) / np.sqrt(len(per_item))) if len(per_item) > 1 else float("nan")
 
 
+def paired_difference(ours, theirs) -> tuple:
+    """(mean of ours - theirs, its standard error) over the same instructions: the per-instruction
+    differences' spread, smaller than the two accuracies' errors combined when the runs agree on
+    most instructions."""
+    difference = np.asarray(ours, np.float64) - np.asarray(theirs, np.float64)
+    return float(np.mean(difference)), standard_error(difference)
+
+
 def evaluate(chat, items: list, *, reference=None, reference_greedy: list | None = None, seed: int = 0,
              max_new_tokens: int = 48, samples: int = 1) -> dict:
     """The row of one run: greedy accuracy, sampled accuracy (the mean over `samples` answers per
     instruction at temperature 1, seeds seed, seed + 1, ...), their standard errors over
     instructions, concise share, length, win rate and KL against `reference` (a ChatModel) when
-    given; also the greedy texts."""
+    given; also the greedy texts and the per-instruction scores (greedy_correct, sampled_correct:
+    the mean over the samples), for paired comparisons (paired_difference)."""
     greedy = [t for t, _ in answers.answer(chat.model, chat.params, chat.tokenizer, items,
                                           max_new_tokens=max_new_tokens)]
     draws = [answers.answer(chat.model, chat.params, chat.tokenizer, items, seed=seed + k, temperature=1.0,
                             max_new_tokens=max_new_tokens) for k in range(samples)]
     row = answers.scores(items, greedy)
-    row["stderr_accuracy"] = standard_error([ins.is_correct(i, t) for i, t in zip(items, greedy)])
+    row["greedy_correct"] = np.array([ins.is_correct(i, t) for i, t in zip(items, greedy)], np.float64)
+    row["stderr_accuracy"] = standard_error(row["greedy_correct"])
     per_item = np.mean([[ins.is_correct(i, t) for i, (t, _) in zip(items, draw)] for draw in draws], axis=0)
+    row["sampled_correct"] = per_item
     row["sampled_accuracy"], row["stderr_sampled_accuracy"] = float(np.mean(per_item)), standard_error(per_item)
     if reference is not None:
         row["win_rate"] = win_rate(items, greedy, reference_greedy)
