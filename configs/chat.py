@@ -94,9 +94,10 @@ def get_config(arg=None):
     config.data.system_prob = 0.5  # conversations opening with a system turn
     config.data.multi_turn_prob = 0.25  # conversations with an earlier exchange before the question
     # Preference pairs of the reward model and DPO: "sampled" (the SFT model's own responses, ranked
-    # by the judge: InstructGPT's and DPO's setting) or "constructed" (judge-written responses).
+    # by the judge: InstructGPT's and DPO's setting), "constructed" (judge-written responses) or
+    # "mixed" (half of each batch each).
     config.data.pairs = "sampled"
-    config.data.pair_instructions = 3000  # training instructions sampled for the pool (one pair each at most)
+    config.data.pair_instructions = 3000  # training instructions sampled for the pool
     config.data.pair_samples = 4  # responses sampled per instruction
     config.data.pair_temperature = 1.0
     config.data.pairing = "extremes"  # extremes (best vs worst: one pair per instruction) | all (every ranked pair)
