@@ -18,7 +18,8 @@ flags.DEFINE_string("workdir", None, "Runs to evaluate, comma-separated.")
 flags.DEFINE_string("reference", "", "The SFT run: the held-out set's config, win rates and KL against it.")
 flags.DEFINE_integer("num", 0, "Held-out instructions (0: the reference config's data.num_heldout; more than it "
                      "extends the same held-out list, still never trained on).")
-flags.DEFINE_integer("samples", 1, "Sampled answers per instruction (temperature 1) for the sampled accuracy and the KL.")
+flags.DEFINE_integer("samples", 1, "Sampled answers per instruction (temperature 1): the sampled accuracy and the "
+                     "KL average over them.")
 flags.DEFINE_integer("seed", 0, "Sampling seed.")
 flags.DEFINE_string("reward_models", "", "Reward model runs (comma-separated): their pairwise accuracy on held-out "
                     "judge-written pairs and on held-out pairs of the reference's own samples (needs --reference).")
@@ -38,6 +39,8 @@ def main(_):
     else:
         import os
         config = load_config(os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs", "chat.py"))
+    if f.samples < 1 or f.num < 0:
+        raise cli.ConfigError(f"--samples must be at least 1 (got {f.samples}) and --num at least 0 (got {f.num})")
     if f.num > config.data.num_heldout:  # the held-out list is prefix-stable: its first items stay the same
         config.data.num_heldout = f.num
     _, heldout = stages.instruction_sets(config)

@@ -118,11 +118,11 @@ def pair_data(config, sft, train_items: list, heldout: list, salt: int) -> tuple
                                                 max_new_tokens=config.eval.max_new_tokens, batch=d.pair_batch,
                                                 pairing=d.pairing)
         if not pool:
-            raise ConfigError(f"data.pairs='sampled': none of the {made} instructions' {d.pair_samples} "
+            raise ConfigError(f"data.pairs={d.pairs!r}: none of the {made} instructions' {d.pair_samples} "
                               "samples differ in the judge's rank; raise data.pair_samples or data.pair_temperature")
         tokens = max(tokens, max(pair_tokens(tokenizer, i, g, b, d.system_prob > 0) for i, g, b in pool))
-        source = (f"{len(pool)} pairs ({d.pairing}) from {d.pair_samples} samples (temperature {d.pair_temperature}) of the "
-                  f"SFT model on each of {made} training instructions, ranked by the judge"
+        source = (f"{len(pool)} pairs ({d.pairing}) from {d.pair_samples} samples (temperature "
+                  f"{d.pair_temperature}) of the SFT model on each of {made} training instructions, ranked by the judge"
                   + (", half of each batch; the other half judge-written pairs" if d.pairs == "mixed" else ""))
     else:
         source = f"judge-written pairs of {len(train_items)} training instructions"

@@ -11,9 +11,9 @@ samples all share a rank give no pair (nothing to prefer). Otherwise, by `pairin
             so a pool of the same samples holds more of the policy's contrasts.
 
 The sampled texts are cached (~/.cache/aigc_jax/chat_samples, or $AIGC_JAX_CHAT_SAMPLES; "off"
-turns it off) under a hash of the policy (its module and parameters), the prompts and the sampling settings, so
-the reward model and DPO of one SFT run sample its pool once. The texts are a pure function of
-that key; an unreadable or mismatched cache file is reported and sampled again."""
+turns it off) under a hash of the policy (its module and parameters), the prompts and the
+sampling settings, so the reward model and DPO of one SFT run sample its pool once. The texts are
+a pure function of that key; an unreadable or mismatched cache file is reported and sampled again."""
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +24,8 @@ import jax
 import numpy as np
 
 from aigc_jax import files
-
 from aigc_jax.families.chat import answers
 from aigc_jax.families.chat.instructions import judge_rank
-
 
 PAIRINGS = ("extremes", "all")
 
