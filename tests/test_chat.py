@@ -268,7 +268,8 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
     monkeypatch.setattr(sampled_pairs.answers, "answer", fake_answer)
     monkeypatch.setenv("AIGC_JAX_CHAT_SAMPLES", str(tmp_path / "samples"))
     config = load_config(config_path("chat.py:dpo,tiny"), [f"chat.sft={tiny_chat_sft}", "data.pairs=sampled",
-                                                            "data.pair_instructions=10", "data.pair_samples=3"])
+                                                            "data.pairing=extremes", "data.pair_instructions=10",
+                                                            "data.pair_samples=3"])
     chat = policy.load_chat_model(tiny_chat_sft)
     items = stages.instruction_sets(config)[0][:10]
     pool, made = sampled_pairs.sampled_pool(chat, items, samples=3, temperature=1.0, seed=0, max_new_tokens=6, batch=8)
@@ -294,6 +295,14 @@ def test_sampled_pairs_come_from_the_sft_policy_in_fixed_batches(tiny_chat_sft, 
         chosen = chat.tokenizer.decode(batch["targets"][i][batch["mask"][i]][:-1])
         rejected = chat.tokenizer.decode(batch["targets"][n + i][batch["mask"][n + i]][:-1])
         assert (chosen, rejected) in pairs
+    config.data.update(pairs="mixed", pairing="all")  # the first half of each batch from the pool, the rest written
+    task = families.build_task(config, "")
+    assert "half of each batch; the other half judge-written" in task.description
+    batch, every_pair = task.train_batch(0), {(good, bad) for _, good, bad in every}
+    for i in range(n):
+        chosen = chat.tokenizer.decode(batch["targets"][i][batch["mask"][i]][:-1])
+        rejected = chat.tokenizer.decode(batch["targets"][n + i][batch["mask"][n + i]][:-1])
+        assert ((chosen, rejected) in every_pair) == (i < n // 2)
     monkeypatch.setenv("AIGC_JAX_CHAT_SAMPLES", "off")
     with pytest.raises(Exception, match="samples differ in the judge's rank"):
         monkeypatch.setattr(sampled_pairs.answers, "answer",
