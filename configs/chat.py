@@ -86,6 +86,8 @@ def get_config(arg=None):
     config.chat.lam = 0.95
     config.chat.max_response = 32  # PPO: tokens sampled per rollout at most
     config.chat.temperature = 1.0  # PPO: rollout sampling temperature
+    config.chat.kl_target = 0.0  # PPO: > 0 adapts beta towards this KL to SFT per response (nats); 0: beta fixed
+    config.chat.kl_horizon = 256.0  # PPO: the adaptive beta's horizon in rollouts (Ziegler et al. 2019)
 
     config.data = ml_collections.ConfigDict()
     config.data.kinds = "arithmetic,convert,reverse,sort,count,passage"

@@ -404,11 +404,22 @@ def test_reward_model_reads_the_last_response_token_and_learns_a_batch(tiny_chat
     assert loaded.task == "chat_rm" and set(loaded.params) == {"lm", "head"}
 
 
+def test_adaptive_kl_weight_follows_zieglers_controller():
+    from aigc_jax.families.chat import ppo
+    s = ppo.PPOSettings(kl_target=0.2, kl_horizon=256.0)
+    # KL 0.3 is 50% over the target: the error is clipped to 0.2; 128 of a 256-rollout horizon
+    np.testing.assert_allclose(float(ppo.adapted_beta(0.1, 0.3, s, 128)), 0.1 * (1 + 0.2 * 0.5), rtol=1e-6)
+    np.testing.assert_allclose(float(ppo.adapted_beta(0.1, 0.19, s, 128)), 0.1 * (1 - 0.05 * 0.5), rtol=1e-5)
+    np.testing.assert_allclose(float(ppo.adapted_beta(0.1, 0.0, s, 256)), 0.1 * 0.8, rtol=1e-6)
+    assert float(ppo.adapted_beta(0.1, 0.2, s, 128)) == pytest.approx(0.1)
+
+
 def test_ppo_rollouts_are_reproducible_and_the_first_iteration_has_zero_kl(tiny_chat_sft, tiny_chat_rm):
     from aigc_jax import families
     from aigc_jax.config import load_config
     from tests.conftest import config_path
-    config = load_config(config_path("chat.py:ppo,tiny"), [f"chat.sft={tiny_chat_sft}", f"chat.rm={tiny_chat_rm}"])
+    config = load_config(config_path("chat.py:ppo,tiny"), [f"chat.sft={tiny_chat_sft}", f"chat.rm={tiny_chat_rm}",
+                                                           "chat.kl_target=0.5"])
     task = families.build_task(config, "")
     state = task.init(jax.random.key(0))
     first, again = task.host_batch(state, 3), task.host_batch(state, 3)
@@ -421,6 +432,10 @@ def test_ppo_rollouts_are_reproducible_and_the_first_iteration_has_zero_kl(tiny_
     assert first["mask"].sum(1).min() >= 1 and first["mask"].sum(1).max() <= config.chat.max_response
     new_state, metrics = jax.jit(task.train_step)(state, first, jax.random.key(0), task.frozen)
     assert float(metrics["kl"]) == 0.0  # the policy starts as the reference
+    # ... so the adaptive KL weight falls by the largest step: (1 - 0.2 x rollouts / horizon)
+    assert float(metrics["beta"]) == pytest.approx(config.chat.beta)
+    shrunk = config.chat.beta * (1 - 0.2 * config.train.batch_size / config.chat.kl_horizon)
+    assert float(new_state.extra["kl_beta"]) == pytest.approx(shrunk, rel=1e-6)
     assert int(new_state.step) == 1 and all(np.isfinite(float(v)) for v in metrics.values())
     changed = [not np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(state.params["policy"]),
                                                          jax.tree_util.tree_leaves(new_state.params["policy"]))]

@@ -53,7 +53,8 @@ ROWS = [
     Row("chat_sft", "chat.py:tiny", ("optimizer.decay_steps=4",), needs_chat_base=True),
     Row("chat_dpo", "chat.py:dpo,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
     Row("chat_rm", "chat.py:rm,tiny", ("optimizer.decay_steps=4",), needs_chat_sft=True),
-    Row("chat_ppo", "chat.py:ppo,tiny", (), needs_chat_sft=True, needs_chat_rm=True),  # rollouts from the state
+    Row("chat_ppo", "chat.py:ppo,tiny", ("chat.kl_target=0.5",), needs_chat_sft=True,
+        needs_chat_rm=True),  # rollouts from the state; the adaptive KL weight
 ]
 SHORT = ("train.num_steps=4", "train.eval_every=2", "train.checkpoint_every=2", "train.log_every=1")
 

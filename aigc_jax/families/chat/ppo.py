@@ -5,7 +5,9 @@ as one pure, jit-compiled function.
              score of it: the "gold" reward of Gao et al. 2022);
   KL         per response token, log pi_old - log pi_SFT (the k1 estimator; pi_old = the policy
              that sampled, before this iteration's updates);
-  rewards    -beta KL at every response token, plus the score at the last one;
+  rewards    -beta KL at every response token, plus the score at the last one; beta fixed, or
+             (kl_target > 0) adapted after every iteration towards a target KL per response by
+             Ziegler et al. 2019's proportional controller, kept in the train state (`adapted_beta`);
   values     a separate value network (initialised from the reward model, as InstructGPT's),
              V_t at the position that emits response token t;
   advantages GAE(gamma, lambda) over the response tokens, whitened over the batch;
@@ -36,6 +38,8 @@ class PPOSettings:
     gamma: float = 1.0
     lam: float = 0.95
     judge_reward: bool = False  # score = the rollouts' judge_score instead of the reward model's
+    kl_target: float = 0.0  # > 0: adapt beta towards this KL per response (nats); 0: beta fixed
+    kl_horizon: float = 256.0  # the controller's horizon in rollouts (Ziegler et al.'s H)
 
 
 def values_of(model, value_params, inputs):
@@ -50,8 +54,17 @@ def whiten(x, mask):
     return (x - mean) * jax.lax.rsqrt(var + 1e-8) * mask
 
 
-def rollout_terms(model, params, frozen, batch, s: PPOSettings) -> dict:
-    """Everything fixed during the iteration: old log-probs, KL, score, values, advantages, returns."""
+def adapted_beta(beta, kl, s: PPOSettings, rollouts: int):
+    """Ziegler et al. 2019's adaptive KL coefficient: beta x (1 + e x rollouts / horizon) with the
+    proportional error e = clip(KL / target - 1, -0.2, 0.2) of this iteration's mean KL."""
+    error = jnp.clip(kl / s.kl_target - 1.0, -0.2, 0.2)
+    return beta * (1.0 + error * rollouts / s.kl_horizon)
+
+
+def rollout_terms(model, params, frozen, batch, s: PPOSettings, beta=None) -> dict:
+    """Everything fixed during the iteration: old log-probs, KL, score, values, advantages, returns
+    (beta: the KL weight of this iteration; the settings' fixed one if None)."""
+    beta = s.beta if beta is None else beta
     inputs, targets, mask = batch["inputs"], batch["targets"], batch["mask"]
     maskf = mask.astype(jnp.float32)
     old_logp = objectives.token_log_probs(stages.logits(model, params["policy"], inputs), targets) * maskf
@@ -59,7 +72,7 @@ def rollout_terms(model, params, frozen, batch, s: PPOSettings) -> dict:
     kl = objectives.kl_per_token(old_logp, ref_logp, "k1") * maskf
     score = batch["judge_score"] if s.judge_reward else reward.rewards(model, frozen["reward"], inputs, mask)
     last = jax.nn.one_hot(reward.last_response_position(mask), mask.shape[-1]) * maskf
-    token_rewards = -s.beta * kl + last * score[:, None]
+    token_rewards = -beta * kl + last * score[:, None]
     old_values = values_of(model, params["value"], inputs) * maskf
     advantages, returns = objectives.gae(token_rewards, old_values, maskf, s.gamma, s.lam)
     return {"old_logp": old_logp, "kl": kl, "score": score, "old_values": old_values,
@@ -82,7 +95,8 @@ def minibatch_loss(params, model, rows, s: PPOSettings):
 def iteration(state, batch, rng, frozen, *, model, tx, settings: PPOSettings):
     """(new state, metrics) after one PPO iteration on `batch`'s rollouts."""
     s = settings
-    fixed = rollout_terms(model, state.params, frozen, batch, s)
+    beta = state.extra["kl_beta"] if s.kl_target > 0 else jnp.float32(s.beta)
+    fixed = rollout_terms(model, state.params, frozen, batch, s, beta)
     rows = {k: batch[k] for k in ("inputs", "targets", "mask")} | {
         k: fixed[k] for k in ("old_logp", "old_values", "advantages", "returns")}
     n = batch["inputs"].shape[0]
@@ -103,5 +117,9 @@ def iteration(state, batch, rng, frozen, *, model, tx, settings: PPOSettings):
     metrics.update(score=jnp.mean(fixed["score"]), kl=jnp.mean(jnp.sum(fixed["kl"], axis=-1)),
                    judge_accuracy=jnp.mean(batch["correct"]), stopped=jnp.mean(batch["stopped"]),
                    response_length=jnp.mean(jnp.sum(maskf, axis=-1)))
-    metrics["loss"] = -metrics["score"] + s.beta * metrics["kl"]  # the KL-penalised objective, negated
-    return state.replace(step=state.step + 1), metrics
+    metrics["loss"] = -metrics["score"] + beta * metrics["kl"]  # the KL-penalised objective, negated
+    metrics["beta"] = beta
+    extra = state.extra
+    if s.kl_target > 0:
+        extra = {**extra, "kl_beta": adapted_beta(beta, metrics["kl"], s, n)}
+    return state.replace(step=state.step + 1, extra=extra), metrics

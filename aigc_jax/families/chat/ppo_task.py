@@ -10,8 +10,9 @@ Rollouts are made on the host from the current policy at each step (the loop's h
 pure function of (state, seed, step): resuming is bit-identical); `train.batch_size` rollouts
 per step. Logged per step: the reward model's score and the true judge's accuracy of the
 rollouts (their divergence is reward over-optimisation, Gao et al. 2022), the KL to SFT per
-response, response length, entropy, clip fraction, policy and value losses. Evaluation: NLL of
-the held-out instructions' correct answers, and greedy held-out answers judged.
+response, response length, entropy, clip fraction, policy and value losses, and beta
+(chat.kl_target > 0 adapts it to hold the KL near a target: ppo.adapted_beta). Evaluation: NLL
+of the held-out instructions' correct answers, and greedy held-out answers judged.
 """
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ FIELD_RULES = {
     "chat.ppo_epochs": rules.at_least(1), "chat.minibatches": rules.at_least(1), "chat.clip": rules.POSITIVE,
     "chat.value_clip": rules.POSITIVE, "chat.vf_coef": rules.NON_NEGATIVE, "chat.entropy_coef": rules.NON_NEGATIVE,
     "chat.gamma": rules.Range(0, 1), "chat.lam": rules.Range(0, 1), "chat.max_response": rules.at_least(1),
-    "chat.temperature": rules.POSITIVE, "chat.reward": rules.Choices(REWARDS), **stages.DATA_RULES,
+    "chat.temperature": rules.POSITIVE, "chat.reward": rules.Choices(REWARDS), "chat.kl_target": rules.NON_NEGATIVE,
+    "chat.kl_horizon": rules.POSITIVE, **stages.DATA_RULES,
 }
 
 
@@ -58,7 +60,8 @@ def check_config(config) -> None:
 def settings_of(c) -> ppo.PPOSettings:
     return ppo.PPOSettings(beta=c.beta, epochs=c.ppo_epochs, minibatches=c.minibatches, clip=c.clip,
                            value_clip=c.value_clip, vf_coef=c.vf_coef, entropy_coef=c.entropy_coef, gamma=c.gamma,
-                           lam=c.lam, judge_reward=c.reward == "judge")
+                           lam=c.lam, judge_reward=c.reward == "judge", kl_target=c.kl_target,
+                           kl_horizon=c.kl_horizon)
 
 
 def eval_step(state: TrainState, batch, frozen, *, model):
@@ -97,7 +100,7 @@ def build(config, workdir: str) -> Task:
     start = {"policy": sft.params, "value": value_start}
     frozen = {"reference": sft.params} | ({"reward": rm.params} if c.reward == "model" else {})
 
-    init = stages.init_from(start, tx)
+    init = stages.init_from(start, tx, extra={"kl_beta": np.float32(c.beta)})
 
     def picks(step: int):
         rng = np.random.default_rng([config.seed, step, 0x990])
@@ -141,8 +144,8 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params["policy"]),
         items_per_step=t.batch_size,
         item_name="rollouts",
-        description=(f"PPO from {c.sft} (step {sft.step}) against {scored_by}, KL beta "
-                     f"{c.beta}; {t.batch_size} rollouts per step of up to {c.max_response} tokens, {c.ppo_epochs} "
+        description=(f"PPO from {c.sft} (step {sft.step}) against {scored_by}, KL beta {c.beta}"
+                     f"{f' adapted towards {c.kl_target} nats per response' if c.kl_target else ''}; {t.batch_size} rollouts per step of up to {c.max_response} tokens, {c.ppo_epochs} "
                      f"epochs x {c.minibatches} minibatches; {len(train_items)} training instructions"),
         headline_metrics=("score", "judge_accuracy", "kl"),
         on_eval=lambda state, step, wd: policy_eval(state.replace(params=state.params["policy"]), step, wd),

@@ -73,11 +73,12 @@ def keep_policy_files(source: policy.ChatModel, workdir: str) -> None:
         policy.save_model_config(source.model_config, workdir)
 
 
-def init_from(params, tx):
+def init_from(params, tx, extra=None):
     """init(rng) of a stage whose every parameter comes from other runs (the rng is unused)."""
     def init(rng):
         del rng
-        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, params), tx)
+        return TrainState.create(jax.tree_util.tree_map(jnp.asarray, params), tx,
+                                 extra=jax.tree_util.tree_map(jnp.asarray, extra or {}))
     return init
 
 
