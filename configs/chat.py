@@ -32,8 +32,8 @@ def rm(config):
 def ppo(config):
     # The KL weight adapted towards 0.2 nats per response (DPO's KL here), from 0.1: with any fixed
     # beta measured (0.05-0.2) PPO over-optimised the learned reward model within 30-140 iterations
-    # (KL 2-8 nats, accuracy far below SFT); held at 0.2 it ends at KL 0.24-0.27 with sampled accuracy
-    # +0.014 and +0.012 over SFT (paired se 0.010) on seeds 0 and 1 (experiments/results/chat.md)
+    # (KL 2-8 nats, accuracy far below SFT); held at 0.2 it ends at KL 0.19-0.27 with sampled accuracy
+    # +0.014, +0.012, +0.032 over SFT (paired se 0.010-0.011) on seeds 0-2 (experiments/results/chat.md)
     config.task = "chat_ppo"
     config.chat.update(beta=0.1, kl_target=0.2, ppo_epochs=2)
     config.optimizer.update(learning_rate=2e-5, min_learning_rate=2e-5, schedule="constant", warmup_steps=0)

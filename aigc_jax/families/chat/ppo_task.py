@@ -101,6 +101,7 @@ def build(config, workdir: str) -> Task:
     frozen = {"reference": sft.params} | ({"reward": rm.params} if c.reward == "model" else {})
 
     init = stages.init_from(start, tx, extra={"kl_beta": np.float32(c.beta)})
+    adapted = f" adapted towards {c.kl_target} nats per response" if c.kl_target else ""
 
     def picks(step: int):
         rng = np.random.default_rng([config.seed, step, 0x990])
@@ -144,8 +145,8 @@ def build(config, workdir: str) -> Task:
         num_params=count_params(abstract.params["policy"]),
         items_per_step=t.batch_size,
         item_name="rollouts",
-        description=(f"PPO from {c.sft} (step {sft.step}) against {scored_by}, KL beta {c.beta}"
-                     f"{f' adapted towards {c.kl_target} nats per response' if c.kl_target else ''}; {t.batch_size} rollouts per step of up to {c.max_response} tokens, {c.ppo_epochs} "
+        description=(f"PPO from {c.sft} (step {sft.step}) against {scored_by}, KL beta {c.beta}{adapted}; "
+                     f"{t.batch_size} rollouts per step of up to {c.max_response} tokens, {c.ppo_epochs} "
                      f"epochs x {c.minibatches} minibatches; {len(train_items)} training instructions"),
         headline_metrics=("score", "judge_accuracy", "kl"),
         on_eval=lambda state, step, wd: policy_eval(state.replace(params=state.params["policy"]), step, wd),
