@@ -27,7 +27,8 @@ def rm(config):
     # Every ranked pair of 8 SFT samples of each of the 6,000 training instructions (about 9,200
     # pairs), 1,500 steps: pairwise accuracy on held-out SFT-sample pairs 0.727 / 0.719 / 0.719 on
     # seeds 0-2 against 0.672 / 0.631 / 0.668 with 4 samples and 600 steps, and PPO against it
-    # gains twice as much (experiments/results/chat.md). 17 min alone, plus sampling the pool once (7 min shared).
+    # gains twice as much (experiments/results/chat.md). 17 min alone, plus sampling the pool once
+    # (7 min shared).
     config.task = "chat_rm"
     config.data.update(pairing="all", pair_instructions=6000, pair_samples=8)
     config.optimizer.update(learning_rate=1e-4, min_learning_rate=1e-5, warmup_steps=20)
