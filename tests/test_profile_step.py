@@ -21,3 +21,16 @@ def test_profile_lists_kernels_with_time_and_their_jax_operations():
     assert times == sorted(times, reverse=True) and times[0] > 0
     # Most of the top kernels map back to a JAX operation of the model or the optimizer.
     assert sum(bool(r[3]) for r in rows[:10]) >= 5, out.stdout
+    # Every worker thread's busy time (the union of its kernels' spans) lies within the wall time.
+    wall = float(re.search(r"wall time per optimizer step ([\d.]+) ms", out.stdout).group(1))
+    threads = re.findall(r"^\| (\S+) \| (\d+) \| ([\d.]+) \| (\d+)% \| [\d.]+ \|$", out.stdout, re.M)
+    assert threads and all(float(busy) <= wall * 1.01 and int(share) <= 100 for _, _, busy, share in threads), out.stdout
+    assert max(float(busy) for _, _, busy, _ in threads) > 0
+
+
+def test_busy_time_is_the_union_of_a_threads_kernel_spans():
+    from experiments.profile_step import busy_ns
+    # (name, start, duration): [0, 10) and [5, 12) overlap, [11, 11) is empty, [20, 25) and [21, 22) nest.
+    events = [("b", 5, 7), ("a", 0, 10), ("d", 21, 1), ("c", 20, 5), ("e", 11, 0)]
+    assert busy_ns(events) == 12 + 5
+    assert busy_ns([]) == 0
