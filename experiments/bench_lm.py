@@ -32,12 +32,21 @@ PRESETS = {
     "shakespeare_cpu": (4, 4, 128, 64, 12, 65, True),  # as configs/gpt_char.py:shakespeare_cpu (biases on)
     "gpt2_small": (12, 12, 768, 128, 4, 50304, False),
 }
+# Unrolled micro-batches the loop runs each preset's batch in (configs/gpt_char.py:shakespeare_cpu: 3 of 4)
+PRESET_MICRO_BATCHES = {"shakespeare_cpu": 3}
 
 
 def bench_shape(args) -> tuple:
     """The preset's shape with --context / --batch applied."""
     layers, heads, width, context, batch, vocab, bias = PRESETS[args.preset]
     return layers, heads, width, args.context or context, args.batch or batch, vocab, bias
+
+
+def micro_batches(args) -> int:
+    """--micro_batches, or by default the loop's count for the preset at the preset's own batch (else 1)."""
+    if args.micro_batches >= 0:
+        return args.micro_batches
+    return PRESET_MICRO_BATCHES.get(args.preset, 1) if not args.batch else 1
 
 
 def peak_rss_mb() -> float:
@@ -99,18 +108,20 @@ def jax_worker(args) -> dict:
     mesh = Mesh(np.array(jax.devices()), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
     state = jax.device_put(TrainState.create(params, tx), replicated)
-    step = lambda s, b, r: lm.train_step(s, b, r, model=model, tx=tx, schedule=schedule, z_loss_coef=0.0)  # noqa
+    micro = micro_batches(args)  # > 1: the batch as independent parts of the step (unrolled micro-batches)
+    step = lambda s, b, r: lm.train_step(s, b, r, model=model, tx=tx, schedule=schedule, z_loss_coef=0.0,  # noqa
+                                         unroll=micro > 1)
     k = args.steps_per_call
     if k > 1:
         def multi(s, bs, r):
             s, metrics = jax.lax.scan(lambda carry, b: step(carry, b, r), s, bs)
             return s, jax.tree_util.tree_map(lambda m: m[-1], metrics)
         fn = jax.jit(multi, donate_argnums=(0,))
-        shape = (k, 1, batch, context + 1)
+        shape = (k, micro, batch // micro, context + 1)
         batch_sharding = NamedSharding(mesh, PartitionSpec(None, None, "data"))
     else:
         fn = jax.jit(step, donate_argnums=(0,))
-        shape = (1, batch, context + 1)
+        shape = (micro, batch // micro, context + 1)
         batch_sharding = NamedSharding(mesh, PartitionSpec(None, "data"))
     host = random_batches(args, args.warmup + args.steps)
     calls = (args.warmup + args.steps) // k
@@ -272,7 +283,7 @@ def run_child(kind: str, args) -> dict:
     command = [sys.executable, os.path.abspath(__file__), f"--worker={kind}", f"--preset={args.preset}",
                f"--steps={args.steps}", f"--warmup={args.warmup}", f"--threads={args.threads}",
                f"--steps_per_call={args.steps_per_call}", f"--attention_impl={args.attention_impl}",
-               f"--cpu_devices={args.cpu_devices}", f"--dtype={args.dtype}",
+               f"--cpu_devices={args.cpu_devices}", f"--dtype={args.dtype}", f"--micro_batches={args.micro_batches}",
                f"--context={args.context}", f"--batch={args.batch}", f"--config={args.config}",
                *[f"--override={o}" for o in args.override]]
     if args.remat:
@@ -315,6 +326,10 @@ def main():
     parser.add_argument("--attention_impl", default="einsum")
     parser.add_argument("--cpu_devices", type=int, default=1,
                         help="JAX on CPU: split the cores into this many XLA devices, data parallel")
+    parser.add_argument("--micro_batches", type=int, default=-1,
+                        help="JAX: the batch in this many micro-batches, run as independent parts of the step "
+                             "(train.grad_accum_steps with train.unroll_micro_batches); the same gradient. "
+                             "Default: as the loop runs the preset (shakespeare_cpu: 3; 1 with --batch)")
     parser.add_argument("--context", type=int, default=0, help="override the preset's context length")
     parser.add_argument("--batch", type=int, default=0, help="override the preset's batch size")
     parser.add_argument("--remat", action="store_true", help="recompute each block in the backward pass")
@@ -335,6 +350,8 @@ def main():
     if args.steps_per_call > 1 and (args.warmup % args.steps_per_call or args.steps % args.steps_per_call):
         parser.error("--warmup and --steps must be multiples of --steps_per_call")
     layers, heads, width, context, batch, vocab, bias = bench_shape(args)
+    if micro_batches(args) < 1 or batch % micro_batches(args):
+        parser.error(f"--micro_batches={args.micro_batches} must be positive and divide the batch ({batch})")
     peak = run_child("peak", args)["flops"]
     runs = {"jax": [], "torch": []}
     for _ in range(args.repeats):
@@ -346,7 +363,8 @@ def main():
     table = {name: summarize(r, tokens, flops, peak) for name, r in runs.items() if r}
     print(f"preset {args.preset}: {layers} layers, {heads} heads, width {width}, context {context}, batch {batch}, "
           f"vocab {vocab}; {args.steps} timed steps x {args.repeats} repeats; steps/call {args.steps_per_call}; "
-          f"JAX on {runs['jax'][0]['device']} ({args.dtype}, {args.cpu_devices} CPU device(s), attention "
+          f"JAX on {runs['jax'][0]['device']} ({args.dtype}, {args.cpu_devices} CPU device(s), "
+          f"{micro_batches(args)} micro-batch(es){' unrolled' if micro_batches(args) > 1 else ''}, attention "
           f"{args.attention_impl}{', remat' if args.remat else ''}); measured {args.dtype} matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s")
     print("| implementation | step ms (median) | spread p10-p90 ms | tokens/s | MFU (measured peak) | peak RSS MB "

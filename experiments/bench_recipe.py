@@ -2,6 +2,8 @@
 PyTorch script of the same recipe run the way nanoGPT's train.py runs it (experiments/recipe_torch.py).
 
   python experiments/bench_recipe.py --rounds=3 --json=experiments/results/bench_recipe.json
+  python experiments/bench_recipe.py --rounds=3 --variant_flag=--config.train.grad_accum_steps=1 \
+      --variant_flag=--config.train.unroll_micro_batches=false   # and the recipe before unrolled micro-batches
 
 Each round runs our command and the PyTorch script as separate processes, one after the other
 (alternating which goes first), and splits each wall time into start-up (process start to the
@@ -105,6 +107,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100, help="warm-up steps (fewer than --steps)")
     parser.add_argument("--eval_windows", type=int, default=240, help="per evaluation; a multiple of 12")
     parser.add_argument("--ours_flag", action="append", default=[], help="extra flags for our command")
+    parser.add_argument("--variant_flag", action="append", default=[],
+                        help="also run our command with these extra flags in every round (a second row: e.g. "
+                             "the setting before a change, measured side by side)")
     parser.add_argument("--skip_torch", action="store_true")
     parser.add_argument("--json", default="")
     args = parser.parse_args()
@@ -116,28 +121,37 @@ def main() -> None:
         first = run_ours(args, os.path.join(scratch, "ours_first"), cache)  # an empty cache
         print(f"ours, first run (empty cache): {first['total']:.1f} s, compile {first['compile_seconds']:.1f} s",
               flush=True)
-        ours, torch = [], []
+        ours, variant, torch = [], [], []
+        variant_args = argparse.Namespace(**{**vars(args), "ours_flag": args.ours_flag + args.variant_flag})
         for r in range(args.rounds):
-            order = ["ours", "torch"] if r % 2 == 0 else ["torch", "ours"]
-            for side in order:
+            order = ["ours", "variant", "torch"]
+            for side in (order if r % 2 == 0 else order[::-1]):
                 if side == "ours":
                     ours.append(run_ours(args, os.path.join(scratch, f"ours_{r}"), cache))
-                elif not args.skip_torch:
+                elif side == "variant" and args.variant_flag:
+                    variant.append(run_ours(variant_args, os.path.join(scratch, f"variant_{r}"), cache))
+                elif side == "torch" and not args.skip_torch:
                     torch.append(run_torch(args, os.path.join(scratch, f"torch_{r}")))
             print(f"round {r + 1}: ours {ours[-1]['total']:.1f} s (compile {ours[-1]['compile_seconds']:.2f} s)"
+                  + (f", ours {' '.join(args.variant_flag)} {variant[-1]['total']:.1f} s" if variant else "")
                   + (f", PyTorch {torch[-1]['total']:.1f} s" if torch else ""), flush=True)
         sample_cold = time_to_first_character(os.path.join(scratch, "ours_0"), os.path.join(scratch, "empty_cache"))
         sample_warm = time_to_first_character(os.path.join(scratch, "ours_0"), cache)
         rows = {"ours, first run (empty cache)": first, "ours (warm cache)": median_row(ours)}
+        if variant:
+            rows[f"ours {' '.join(args.variant_flag)} (warm cache)"] = median_row(variant)
         if torch:
             rows["PyTorch (nanoGPT protocol)"] = median_row(torch)
         print(table(rows))
-        report = {"rows": rows, "rounds": {"ours": ours, "torch": torch},
+        report = {"rows": rows, "rounds": {"ours": ours, "variant": variant, "torch": torch},
                   "sample_first_character_seconds": {"empty_cache": sample_cold, "warm_cache": sample_warm},
                   "settings": vars(args)}
         if torch:
             report["ratio_torch_over_ours"] = rows["PyTorch (nanoGPT protocol)"]["total"] / rows["ours (warm cache)"]["total"]
             print(f"PyTorch / ours (whole run, medians): {report['ratio_torch_over_ours']:.2f}x")
+        if variant:
+            report["ratio_variant_over_ours"] = median_row(variant)["total"] / rows["ours (warm cache)"]["total"]
+            print(f"ours {' '.join(args.variant_flag)} / ours (whole run, medians): {report['ratio_variant_over_ours']:.2f}x")
         print(f"time to the first sampled character: {sample_cold:.1f} s on an empty cache, {sample_warm:.1f} s warm")
         if args.json:
             with open(args.json, "w") as f:

@@ -71,7 +71,7 @@ def run_bench(*flags):
 
 def test_short_run_reports_consistent_numbers(tmp_path):
     out = run_bench("--context=16", "--batch=2", "--steps=4", "--warmup=2", "--steps_per_call=2", "--repeats=1",
-                    "--skip_torch", f"--json={tmp_path / 'r.json'}")
+                    "--micro_batches=2", "--skip_torch", f"--json={tmp_path / 'r.json'}")
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads((tmp_path / "r.json").read_text())
     row = report["table"]["jax"]
@@ -83,11 +83,14 @@ def test_short_run_reports_consistent_numbers(tmp_path):
     assert row["compile_seconds"] > 0 and row["xla_buffer_mb"] > 0
     assert abs(row["final_loss"] - math.log(65)) < 0.5  # six AdamW steps from a small init on random tokens
     assert "| aigc_jax (JAX/XLA) |" in out.stdout and "ratio" not in out.stdout  # no reference was run
+    assert "2 micro-batch(es) unrolled" in out.stdout
 
 
 def test_steps_must_divide_into_calls():
     out = run_bench("--steps=5", "--warmup=2", "--steps_per_call=2", "--skip_torch")
     assert out.returncode == 2 and "multiples of --steps_per_call" in out.stderr
+    out = run_bench("--micro_batches=5", "--skip_torch")
+    assert out.returncode == 2 and "--micro_batches=5 must be positive and divide the batch (12)" in out.stderr
 
 
 @pytest.mark.slow  # test_short_run_reports_consistent_numbers covers the benchmark by default
@@ -107,11 +110,15 @@ def test_recipe_bench_splits_each_run_into_phases_that_add_up(small_text_file, t
     out = tmp_path / "recipe.json"
     result = subprocess.run([sys.executable, "experiments/bench_recipe.py", f"--text={small_text_file}",
                              "--rounds=1", "--steps=20", "--warmup=2", "--eval_interval=10", "--eval_windows=24", "--skip_torch",
-                             f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             "--variant_flag=--config.train.grad_accum_steps=1",
+                             "--variant_flag=--config.train.unroll_micro_batches=false", f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     first, warm = report["rows"]["ours, first run (empty cache)"], report["rows"]["ours (warm cache)"]
-    for row in (first, warm):
+    variant = report["rows"]["ours --config.train.grad_accum_steps=1 --config.train.unroll_micro_batches=false "
+                             "(warm cache)"]
+    assert report["ratio_variant_over_ours"] == pytest.approx(variant["total"] / warm["total"])
+    for row in (first, warm, variant):
         parts = sum(row[p] for p in ("startup", "compile_wait", "steps", "eval", "checkpoint", "end"))
         assert parts == pytest.approx(row["total"], rel=1e-6) and row["end"] >= 0
     assert warm["compile_seconds"] < first["compile_seconds"]

@@ -28,6 +28,8 @@ def test_variants_differ_and_shakespeare_recipe_is_exact():
     assert (opt.learning_rate, opt.min_learning_rate, opt.warmup_steps) == (1e-3, 1e-4, 100)
     assert (opt.beta1, opt.beta2, opt.weight_decay, opt.grad_clip) == (0.9, 0.99, 0.1, 1.0)
     assert recipe.model.dropout == 0.0
+    # the batch of 12 as three unrolled micro-batches of 4: the same gradient (tests/test_lm_task.py)
+    assert (recipe.train.grad_accum_steps, recipe.train.unroll_micro_batches) == (3, True)
 
 
 def test_unknown_field_is_named_with_a_suggestion():

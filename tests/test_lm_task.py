@@ -11,13 +11,19 @@ from aigc_jax.families.lm.task import summarize_eval
 from aigc_jax.train.eval_batches import padded_batches
 
 
-def test_gradient_accumulation_equals_one_large_batch(tiny_lm_config):
+@pytest.mark.parametrize("unroll", [False, True])
+def test_gradient_accumulation_equals_one_large_batch(tiny_lm_config, unroll):
     def one_step(accum):
         config = apply_overrides(tiny_lm_config.copy_and_resolve_references(),
-                                 ["train.batch_size=8", f"train.grad_accum_steps={accum}"])
+                                 ["train.batch_size=8", f"train.grad_accum_steps={accum}",
+                                  f"train.unroll_micro_batches={unroll}"])
         task = build_task(config, "")
         batch = task.train_batch(3)
-        state, metrics = jax.jit(task.train_step)(task.init(jax.random.key(0)), batch, jax.random.key(1))
+        step = jax.jit(task.train_step)
+        hlo = step.lower(task.init(jax.random.key(0)), batch, jax.random.key(1)).as_text()
+        # a loop over the micro-batches, or none: the unrolled parts are independent in the program
+        assert ("stablehlo.while" in hlo) == (not unroll)
+        state, metrics = step(task.init(jax.random.key(0)), batch, jax.random.key(1))
         return batch, state, metrics
     batch1, state1, m1 = one_step(1)
     batch4, state4, m4 = one_step(4)

@@ -44,6 +44,7 @@ FIELD_RULES = {
     "data.corpus": rules.Choices(("stdlib", "markov") + text_data.CODE_CORPORA),
     "data.val_fraction": rules.Range(low=0, high=1, low_open=True, high_open=True),
     "loss.z_loss": rules.NON_NEGATIVE, "train.grad_accum_steps": rules.at_least(1),
+    "train.unroll_micro_batches": rules.FLAG,
     "eval.num_windows": rules.at_least(0), "data.path": rules.TEXT, "data.markov_alphabet": rules.at_least(2),
     "data.markov_order": rules.at_least(1), "data.markov_seed": rules.at_least(0),
     "data.markov_concentration": rules.POSITIVE, "model.parallel_block": rules.FLAG, "model.use_bias": rules.FLAG,
@@ -142,8 +143,14 @@ def lm_loss(params, tokens, rng, *, model: TransformerLM, z_loss_coef: float, tr
     return ce + z_loss_coef * z, (ce, z)
 
 
-def train_step(state: TrainState, batch, rng, *, model, tx, schedule, z_loss_coef):
-    """One optimizer step over batch [A, b, T + 1], gradients averaged over the A micro-batches."""
+def train_step(state: TrainState, batch, rng, *, model, tx, schedule, z_loss_coef, unroll: bool = False):
+    """One optimizer step over batch [A, b, T + 1], gradients averaged over the A micro-batches.
+
+    The micro-batches run as a loop (`lax.scan`: one micro-batch's activations in memory at a
+    time) or, with `unroll`, as A independent parts of the program whose gradients are summed:
+    no memory saving, but XLA:CPU, which otherwise runs the step's kernels one at a time, then
+    runs the parts' kernels side by side on the cores (`train.unroll_micro_batches`).
+    """
     step_rng = jax.random.fold_in(rng, state.step)
     grad_fn = jax.value_and_grad(
         functools.partial(lm_loss, model=model, z_loss_coef=z_loss_coef, train=True), has_aux=True)
@@ -156,8 +163,14 @@ def train_step(state: TrainState, batch, rng, *, model, tx, schedule, z_loss_coe
         return (grads_sum, ce_sum + ce, z_sum + z), None
 
     num_micro = batch.shape[0]
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
-    (grads, ce, z), _ = jax.lax.scan(micro_step, (zeros, 0.0, 0.0), (jnp.arange(num_micro), batch))
+    if unroll:
+        micro_grad = jax.jit(grad_fn)  # traced once, then one call (inlined by XLA) per micro-batch
+        parts = [micro_grad(state.params, batch[index], jax.random.fold_in(step_rng, index))
+                 for index in range(num_micro)]
+        (_, (ce, z)), grads = jax.tree_util.tree_map(lambda *values: functools.reduce(jnp.add, values), *parts)
+    else:
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, state.params)
+        (grads, ce, z), _ = jax.lax.scan(micro_step, (zeros, 0.0, 0.0), (jnp.arange(num_micro), batch))
     grads = jax.tree_util.tree_map(lambda g: g / num_micro, grads)
     new_state, norms = apply_update(state, grads, tx)
     metrics = {"loss": ce / num_micro, "z_loss": z / num_micro, "learning_rate": schedule(state.step), **norms}
@@ -233,8 +246,8 @@ def build(config, workdir: str) -> Task:
     tokens_per_step = train_cfg.batch_size * context
     return Task(model_fields=MODEL_FIELDS, 
         init=init,
-        train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule,
-                                     z_loss_coef=config.loss.z_loss),
+        train_step=functools.partial(train_step, model=model, tx=tx, schedule=schedule, z_loss_coef=config.loss.z_loss,
+                                     unroll=bool(train_cfg.get("unroll_micro_batches", False))),  # absent in older runs
         eval_step=functools.partial(eval_step, model=model),
         train_batch=train_batch,
         eval_batches=lambda: eval_set,
