@@ -9,8 +9,8 @@ Variants (`--config=configs/gpt_char.py:VARIANT`):
                    warm-up steps and cosine decay to 1e-4, betas 0.9/0.99, weight decay
                    0.1 on matrices, clip 1.0, dropout 0. Give the text with
                    --config.data.path=../shared/data/tinyshakespeare.txt. The batch of 12
-                   runs as 3 unrolled micro-batches of 4: the same gradient, 11% faster
-                   on 2 CPU cores (`train.unroll_micro_batches`).
+                   runs as 3 unrolled micro-batches of 4: the same gradient, the whole
+                   run 1.14x faster on 2 CPU cores (`train.unroll_micro_batches`).
   palm             PaLM's architecture switches on top of any of the above
                    (e.g. `:shakespeare_cpu,palm`).
   chat_base        the base LM of the chat stages (configs/chat.py): context 256 for
@@ -94,7 +94,7 @@ def apply_variant(config, variant):
         config.eval.num_windows = 0  # all 1,742 windows of the validation split: exact, and cheap here
         # 3 micro-batches of 4 as independent parts of the step (the same mean gradient as one batch
         # of 12): XLA:CPU runs one chain of kernels at a time, and the parts give it three to run
-        # side by side. Whole run 11% faster on the 2-core Intel machine, the same final loss
+        # side by side. Whole run 1.14x faster on the 2-core Intel machine, the same final loss
         # (experiments/results/performance.md).
         config.train.update(grad_accum_steps=3, unroll_micro_batches=True)
     elif variant == "speedrun":
