@@ -18,6 +18,7 @@ config's data; there is no PyTorch reference for it, since the architectures dif
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -32,8 +33,9 @@ PRESETS = {
     "shakespeare_cpu": (4, 4, 128, 64, 12, 65, True),  # as configs/gpt_char.py:shakespeare_cpu (biases on)
     "gpt2_small": (12, 12, 768, 128, 4, 50304, False),
 }
-# Unrolled micro-batches the loop runs each preset's batch in (configs/gpt_char.py:shakespeare_cpu: 3 of 4)
-PRESET_MICRO_BATCHES = {"shakespeare_cpu": 3}
+# The loop's config of a preset: by default our side runs the batch in that config's micro-batches
+PRESET_CONFIGS = {"shakespeare_cpu": "configs/gpt_char.py:shakespeare_cpu"}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def bench_shape(args) -> tuple:
@@ -42,11 +44,21 @@ def bench_shape(args) -> tuple:
     return layers, heads, width, args.context or context, args.batch or batch, vocab, bias
 
 
+@functools.lru_cache
+def config_micro_batches(preset: str) -> int:
+    """Unrolled micro-batches the loop's config of the preset runs its batch in (1: none)."""
+    if preset not in PRESET_CONFIGS:
+        return 1
+    from aigc_jax import config as config_lib  # the config alone: JAX is not started here
+    train = config_lib.load_config(os.path.join(REPO, PRESET_CONFIGS[preset])).train
+    return int(train.grad_accum_steps) if train.unroll_micro_batches else 1
+
+
 def micro_batches(args) -> int:
-    """--micro_batches, or by default the loop's count for the preset at the preset's own batch (else 1)."""
+    """--micro_batches, or by default as the loop's config runs the preset's own batch (1 with --batch)."""
     if args.micro_batches >= 0:
         return args.micro_batches
-    return PRESET_MICRO_BATCHES.get(args.preset, 1) if not args.batch else 1
+    return 1 if args.batch else config_micro_batches(args.preset)
 
 
 def peak_rss_mb() -> float:
@@ -291,8 +303,7 @@ def run_child(kind: str, args) -> dict:
     env = dict(os.environ)
     if args.xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = repo + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{kind} worker failed:\n{result.stderr[-3000:]}")
@@ -329,7 +340,7 @@ def main():
     parser.add_argument("--micro_batches", type=int, default=-1,
                         help="JAX: the batch in this many micro-batches, run as independent parts of the step "
                              "(train.grad_accum_steps with train.unroll_micro_batches); the same gradient. "
-                             "Default: as the loop runs the preset (shakespeare_cpu: 3; 1 with --batch)")
+                             "Default: as the loop's config of the preset runs its batch (1 with --batch)")
     parser.add_argument("--context", type=int, default=0, help="override the preset's context length")
     parser.add_argument("--batch", type=int, default=0, help="override the preset's batch size")
     parser.add_argument("--remat", action="store_true", help="recompute each block in the backward pass")

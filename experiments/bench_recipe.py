@@ -123,6 +123,7 @@ def main() -> None:
               flush=True)
         ours, variant, torch = [], [], []
         variant_args = argparse.Namespace(**{**vars(args), "ours_flag": args.ours_flag + args.variant_flag})
+        variant_name = f"ours {' '.join(args.variant_flag)}"
         for r in range(args.rounds):
             order = ["ours", "variant", "torch"]
             for side in (order if r % 2 == 0 else order[::-1]):
@@ -133,13 +134,13 @@ def main() -> None:
                 elif side == "torch" and not args.skip_torch:
                     torch.append(run_torch(args, os.path.join(scratch, f"torch_{r}")))
             print(f"round {r + 1}: ours {ours[-1]['total']:.1f} s (compile {ours[-1]['compile_seconds']:.2f} s)"
-                  + (f", ours {' '.join(args.variant_flag)} {variant[-1]['total']:.1f} s" if variant else "")
+                  + (f", {variant_name} {variant[-1]['total']:.1f} s" if variant else "")
                   + (f", PyTorch {torch[-1]['total']:.1f} s" if torch else ""), flush=True)
         sample_cold = time_to_first_character(os.path.join(scratch, "ours_0"), os.path.join(scratch, "empty_cache"))
         sample_warm = time_to_first_character(os.path.join(scratch, "ours_0"), cache)
         rows = {"ours, first run (empty cache)": first, "ours (warm cache)": median_row(ours)}
         if variant:
-            rows[f"ours {' '.join(args.variant_flag)} (warm cache)"] = median_row(variant)
+            rows[f"{variant_name} (warm cache)"] = median_row(variant)
         if torch:
             rows["PyTorch (nanoGPT protocol)"] = median_row(torch)
         print(table(rows))
@@ -150,8 +151,8 @@ def main() -> None:
             report["ratio_torch_over_ours"] = rows["PyTorch (nanoGPT protocol)"]["total"] / rows["ours (warm cache)"]["total"]
             print(f"PyTorch / ours (whole run, medians): {report['ratio_torch_over_ours']:.2f}x")
         if variant:
-            report["ratio_variant_over_ours"] = median_row(variant)["total"] / rows["ours (warm cache)"]["total"]
-            print(f"ours {' '.join(args.variant_flag)} / ours (whole run, medians): {report['ratio_variant_over_ours']:.2f}x")
+            report["ratio_variant_over_ours"] = rows[f"{variant_name} (warm cache)"]["total"] / rows["ours (warm cache)"]["total"]
+            print(f"{variant_name} / ours (whole run, medians): {report['ratio_variant_over_ours']:.2f}x")
         print(f"time to the first sampled character: {sample_cold:.1f} s on an empty cache, {sample_warm:.1f} s warm")
         if args.json:
             with open(args.json, "w") as f:

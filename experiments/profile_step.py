@@ -8,9 +8,9 @@ optimizer, steps per call and xla_flags) with `jax.profiler`, sums each XLA kern
 optimizer step, and prints the largest with the shape and the JAX operation (HLO metadata) they
 come from, plus the time per kind of kernel (fusion kind, dot, copy, ...), and how busy each
 thread was against the wall time (whether the kernels keep every core at work; a collective's
-span counts as busy, and the waiting for the other devices inside it is also given apart). Kernel times on
-the CPU's worker threads; per step = summed over the traced calls / optimizer steps in them. This
-is how the slow reductions of experiments/results/performance.md were found.
+span counts as busy, and the waiting for the other devices inside it is also given apart).
+Kernel times on the CPU's worker threads; per step = summed over the traced calls / optimizer
+steps in them. This is how the slow reductions of experiments/results/performance.md were found.
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from aigc_jax import config as config_lib
 from aigc_jax.nn.transformer import TransformerLM
 
 from aigc_jax.nn.params import count_params
@@ -86,6 +87,14 @@ def test_short_run_reports_consistent_numbers(tmp_path):
     assert "2 micro-batch(es) unrolled" in out.stdout
 
 
+def test_micro_batches_default_to_the_loops_config():
+    recipe = config_lib.load_config(os.path.join(ROOT, "configs/gpt_char.py:shakespeare_cpu"))
+    default = types.SimpleNamespace(micro_batches=-1, batch=0, preset="shakespeare_cpu")
+    assert recipe.train.unroll_micro_batches and bench_lm.micro_batches(default) == recipe.train.grad_accum_steps
+    assert bench_lm.micro_batches(types.SimpleNamespace(micro_batches=-1, batch=6, preset="shakespeare_cpu")) == 1
+    assert bench_lm.micro_batches(types.SimpleNamespace(micro_batches=-1, batch=0, preset="gpt2_small")) == 1
+
+
 def test_steps_must_divide_into_calls():
     out = run_bench("--steps=5", "--warmup=2", "--steps_per_call=2", "--skip_torch")
     assert out.returncode == 2 and "multiples of --steps_per_call" in out.stderr
@@ -111,7 +120,8 @@ def test_recipe_bench_splits_each_run_into_phases_that_add_up(small_text_file, t
     result = subprocess.run([sys.executable, "experiments/bench_recipe.py", f"--text={small_text_file}",
                              "--rounds=1", "--steps=20", "--warmup=2", "--eval_interval=10", "--eval_windows=24", "--skip_torch",
                              "--variant_flag=--config.train.grad_accum_steps=1",
-                             "--variant_flag=--config.train.unroll_micro_batches=false", f"--json={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+                             "--variant_flag=--config.train.unroll_micro_batches=false", f"--json={out}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     first, warm = report["rows"]["ours, first run (empty cache)"], report["rows"]["ours (warm cache)"]
